@@ -1,0 +1,167 @@
+"""Communication/computation overlap per rank, per region and per profiler step.
+
+DESIGN.md, "Overlap": for a scope on a rank, C = union of the scope's comm ops and K = union of
+all compute ops of the rank (every stream, any scope);
+overlap_pct = |C ∩ K| / |C| × 100, exposed_comm_ns = |C \\ K|, and null when |C| = 0.
+A GPU op belongs to a region (or a profiler step) when the host call that launched it
+(linked by correlation id) starts inside one of the region's ranges on the same thread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import intervals as iv
+from .errors import BadInput
+from .trace.model import NO_ID, Trace
+
+
+@dataclass(frozen=True)
+class Overlap:
+    comm_ns: int
+    compute_ns: int
+    overlap_ns: int
+
+    @property
+    def exposed_comm_ns(self) -> int:
+        return self.comm_ns - self.overlap_ns
+
+    @property
+    def overlap_pct(self) -> float | None:
+        """None (not applicable) when there is no communication at all."""
+        return None if self.comm_ns == 0 else 100.0 * self.overlap_ns / self.comm_ns
+
+
+def overlap_of(comm: iv.IntervalSet, compute: iv.IntervalSet) -> Overlap:
+    return Overlap(iv.measure(comm), iv.measure(compute), iv.measure(iv.intersection(comm, compute)))
+
+
+@dataclass
+class RankRow:
+    rank: int
+    source: str
+    device: int | None
+    comm_ns: int
+    compute_ns: int
+    overlap_ns: int
+    overlap_pct: float | None
+    exposed_comm_ns: int
+
+
+@dataclass
+class ScopeRow:
+    """A region (or profiler step) on one rank."""
+
+    rank: int
+    region: str
+    comm_ns: int
+    overlap_ns: int
+    overlap_pct: float | None
+    exposed_comm_ns: int
+    ranges: int  # how many host ranges matched, so "no such region" is told apart from "no comm in it"
+
+
+@dataclass
+class Analysis:
+    ranks: list[RankRow] = field(default_factory=list)
+    regions: list[ScopeRow] = field(default_factory=list)
+    steps: list[ScopeRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "ranks": [asdict(r) for r in self.ranks],
+            "regions": [asdict(r) for r in self.regions],
+            "steps": [asdict(r) for r in self.steps],
+        }
+
+
+def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = ()) -> Analysis:
+    """The overlap table of a run: whole trace per rank, each `--region` regex, each profiler step."""
+    patterns = [_compile_region(r) for r in regions]
+    launch = launch_points(trace)
+    out = Analysis()
+    for info in trace.ranks:
+        ops = trace.gpu_ops
+        mine = (ops["rank"] == info.rank).to_numpy()
+        comm = mine & (ops["op_class"] == "comm").to_numpy()
+        compute_set = _union_of(ops, mine & (ops["op_class"] == "compute").to_numpy())
+        whole = overlap_of(_union_of(ops, comm), compute_set)
+        out.ranks.append(RankRow(info.rank, info.source, info.device, whole.comm_ns, whole.compute_ns,
+                                 whole.overlap_ns, whole.overlap_pct, whole.exposed_comm_ns))
+        rank_ranges = trace.ranges[trace.ranges["rank"].to_numpy() == info.rank]
+        host_ranges = rank_ranges[rank_ranges["source"] != "gpu_user_annotation"]
+        for regex, pattern in zip(regions, patterns):
+            matched = host_ranges[_name_matches(host_ranges["name"], pattern)]
+            inside = comm & launched_inside(launch, matched)
+            out.regions.append(_scope_row(info.rank, regex, len(matched), _union_of(ops, inside), compute_set))
+        steps = host_ranges[host_ranges["source"] == "profiler_step"]
+        for name, step_ranges in steps.groupby("name", observed=True, sort=False):
+            inside = comm & launched_inside(launch, step_ranges)
+            out.steps.append(_scope_row(info.rank, str(name), len(step_ranges), _union_of(ops, inside), compute_set))
+    return out
+
+
+def _scope_row(rank: int, name: str, n_ranges: int, comm: iv.IntervalSet, compute: iv.IntervalSet) -> ScopeRow:
+    o = overlap_of(comm, compute)
+    return ScopeRow(rank, name, o.comm_ns, o.overlap_ns, o.overlap_pct, o.exposed_comm_ns, n_ranges)
+
+
+def _union_of(ops: pd.DataFrame, mask: np.ndarray) -> iv.IntervalSet:
+    return iv.union(ops["start"].to_numpy()[mask], ops["end"].to_numpy()[mask])
+
+
+def _compile_region(regex: str) -> re.Pattern[str]:
+    try:
+        return re.compile(regex)
+    except re.error as e:
+        raise BadInput("--region", f"invalid regular expression {regex!r}: {e}") from None
+
+
+def _name_matches(names: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
+    """re.search over each distinct name once, then broadcast through the category codes."""
+    cats = names.cat.categories
+    hit = np.fromiter((bool(pattern.search(c)) for c in cats), dtype=bool, count=len(cats))
+    codes = names.cat.codes.to_numpy()
+    return np.where(codes >= 0, hit[np.clip(codes, 0, None)] if len(cats) else False, False)
+
+
+@dataclass
+class LaunchPoints:
+    """For every row of trace.gpu_ops: the rank, pid, tid and start time of the host call that
+    launched it (tid NO_ID when the trace has no launch for it)."""
+
+    rank: np.ndarray
+    pid: np.ndarray
+    tid: np.ndarray
+    time: np.ndarray
+
+
+def launch_points(trace: Trace) -> LaunchPoints:
+    ops = trace.gpu_ops
+    calls = trace.host_calls[["rank", "correlation", "pid", "tid", "start"]]
+    calls = calls[calls["correlation"] != NO_ID].drop_duplicates(["rank", "correlation"])
+    keyed = ops[["rank", "correlation"]].merge(calls, on=["rank", "correlation"], how="left", sort=False)
+    found = keyed["tid"].notna().to_numpy()
+    return LaunchPoints(
+        rank=ops["rank"].to_numpy(),
+        pid=np.where(found, keyed["pid"].fillna(NO_ID).to_numpy(), NO_ID).astype(np.int64),
+        tid=np.where(found, keyed["tid"].fillna(NO_ID).to_numpy(), NO_ID).astype(np.int64),
+        time=np.where(found, keyed["start"].fillna(0).to_numpy(), 0).astype(np.int64),
+    )
+
+
+def launched_inside(launch: LaunchPoints, ranges: pd.DataFrame) -> np.ndarray:
+    """Mask over gpu_ops: launched by a call that starts inside one of `ranges` on its thread."""
+    inside = np.zeros(launch.tid.size, dtype=bool)
+    if len(ranges) == 0:
+        return inside
+    for (rank, pid, tid), group in ranges.groupby(["rank", "pid", "tid"], sort=False):
+        spans = iv.union(group["start"].to_numpy(), group["end"].to_numpy())
+        on_thread = (launch.rank == rank) & (launch.pid == pid) & (launch.tid == tid)
+        idx = np.flatnonzero(on_thread)
+        inside[idx] = iv.contains(spans, launch.time[idx])
+    return inside

@@ -1,0 +1,1 @@
+"""Trace readers and the columnar trace model they all produce."""

@@ -1,0 +1,31 @@
+"""Access to ../shared/corpus: real traces nobody here wrote. Never copied into the repository.
+
+A missing corpus skips on a developer's machine and fails in CI (CI=true)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"  # ../shared beside the checkout
+
+
+def corpus_path(*parts: str) -> Path:
+    path = CORPUS.joinpath(*parts)
+    if not path.exists():
+        message = f"corpus file missing: {path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def corpus_files(folder: str, pattern: str) -> list[Path]:
+    base = corpus_path(folder)
+    files = sorted(base.rglob(pattern))
+    if not files:
+        corpus_path(folder, pattern)  # fails or skips with a message
+    return files

@@ -68,6 +68,8 @@ def analyze(paths: PathsArg, region: RegionOpt = None, comm_pattern: CommPattern
         from .renderers.console import print_analysis
 
         print_analysis(result)
+    if problem := result.nothing_measured():
+        fail(f"{', '.join(map(str, paths))}: {problem}")
 
 
 def main() -> None:

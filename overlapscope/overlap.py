@@ -71,6 +71,14 @@ class Analysis:
     regions: list[ScopeRow] = field(default_factory=list)
     steps: list[ScopeRow] = field(default_factory=list)
 
+    def nothing_measured(self) -> str | None:
+        """Why no overlap number exists for this run at all, or None when one does."""
+        if not any(r.compute_ns or r.comm_ns for r in self.ranks):
+            return "no GPU kernels in the trace: nothing to measure"
+        if not any(r.comm_ns for r in self.ranks):
+            return "no communication kernels in the trace: overlap is not applicable (null)"
+        return None
+
     def to_dict(self) -> dict:
         return {
             "ranks": [asdict(r) for r in self.ranks],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 
@@ -26,12 +28,12 @@ def fmt_ns(ns: int) -> str:
 def print_analysis(analysis: Analysis, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title="Communication hidden under compute, per rank (whole trace)")
-    for col in ("rank", "device", "comm", "compute", "overlapped", "overlap", "exposed comm", "source"):
-        table.add_column(col, justify="left" if col == "source" else "right")
+    for col in ("rank", "device", "comm", "compute", "overlapped", "overlap", "exposed comm", "file"):
+        table.add_column(col, justify="left" if col == "file" else "right", overflow="fold")
     for r in analysis.ranks:
         table.add_row(str(r.rank), "-" if r.device is None else str(r.device), fmt_ns(r.comm_ns),
                       fmt_ns(r.compute_ns), fmt_ns(r.overlap_ns), fmt_pct(r.overlap_pct),
-                      fmt_ns(r.exposed_comm_ns), r.source)
+                      fmt_ns(r.exposed_comm_ns), Path(r.source).name)
     console.print(table)
     if analysis.regions:
         console.print(_scope_table("Per region", "region", analysis.regions))
@@ -42,7 +44,8 @@ def print_analysis(analysis: Analysis, console: Console | None = None) -> None:
 def _scope_table(title: str, label: str, rows: list[ScopeRow]) -> Table:
     table = Table(title=title)
     for col in ("rank", label, "ranges", "comm", "overlapped", "overlap", "exposed comm"):
-        table.add_column(col, justify="left" if col == label else "right")
+        table.add_column(col, justify="left" if col == label else "right", overflow="fold",
+                         min_width=len(max((r.region for r in rows), key=len, default="")) if col == label else None)
     for r in rows:
         pct = "no such range" if r.ranges == 0 else fmt_pct(r.overlap_pct)
         table.add_row(str(r.rank), r.region, str(r.ranges), fmt_ns(r.comm_ns), fmt_ns(r.overlap_ns), pct,

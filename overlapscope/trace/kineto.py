@@ -1,15 +1,18 @@
 """Read a PyTorch profiler (Kineto) Chrome trace into a `Trace`.
 
-The JSON is decoded by msgspec straight into typed structs that keep only the fields we use
-(unknown keys are skipped in C), with `ts`/`dur` kept as raw number text so that
-`decimal_ns` converts them to nanoseconds exactly. One Python pass sorts events by category;
-columns are then built per category.
+The decompressed text streams through `json_split`, which hands over runs of whole events.
+msgspec decodes each run straight into typed structs that keep only the fields we use (unknown
+keys are skipped in C), with `ts`/`dur` kept as raw number text so that `decimal_ns` converts
+them to nanoseconds exactly. Each run is reduced to columns and dropped before the next, so
+memory grows with the kept columns, not with the JSON text.
 """
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -18,6 +21,7 @@ import pandas as pd
 
 from ..errors import BadInput
 from .decimal_ns import NotANumber, us_text_to_ns
+from .json_split import SplitError, split_events
 from .model import (
     COLLECTIVE_COLUMNS,
     GPU_OP_COLUMNS,
@@ -33,7 +37,7 @@ from .model import (
 _ZERO = msgspec.Raw(b"0")
 
 
-class _Args(msgspec.Struct, frozen=True):
+class _Args(msgspec.Struct, frozen=True, gc=False):
     # ROCm traces write some ids as strings ("stream": "0x0"); _ints() converts them
     correlation: int | str = NO_ID
     stream: int | str = NO_ID
@@ -58,7 +62,7 @@ class _Args(msgspec.Struct, frozen=True):
 _NO_ARGS = _Args()
 
 
-class _Event(msgspec.Struct):
+class _Event(msgspec.Struct, gc=False):
     ph: str = ""
     cat: str = ""
     name: str = ""
@@ -81,13 +85,15 @@ class _DeviceProperties(msgspec.Struct):
     name: str = ""
 
 
-class _Document(msgspec.Struct):
-    traceEvents: list[_Event] | None = None
+class _Skeleton(msgspec.Struct):
+    """The document around the traceEvents list."""
+
     distributedInfo: _DistributedInfo | None = None
     deviceProperties: list[_DeviceProperties] | None = None
 
 
-_decoder = msgspec.json.Decoder(_Document)
+_events_decoder = msgspec.json.Decoder(list[_Event])
+_skeleton_decoder = msgspec.json.Decoder(_Skeleton)
 
 _GPU_OP_KIND = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset"}
 _HOST_API = {"cuda_runtime": "runtime", "cuda_driver": "driver"}
@@ -105,50 +111,151 @@ def looks_like_kineto(head: bytes) -> bool:
     return b'"traceEvents"' in head
 
 
-def read_kineto(data: bytes | bytearray | memoryview, source: str, rank: int | None) -> Trace:
-    """Parse one rank's Kineto JSON (already decompressed). `rank` is the file-name or
+def read_kineto(chunks: Iterable[bytes | bytearray], source: str, rank: int | None) -> Trace:
+    """Parse one rank's Kineto JSON from its decompressed chunks. `rank` is the file-name or
     default rank, used only when the trace has no distributedInfo.rank."""
+    columns = _Columns()
+    batches, splitter = split_events(chunks)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived structs: cyclic GC passes would only cost time
     try:
-        doc = _decoder.decode(data)
+        for batch in batches:
+            columns.add(_events_decoder.decode(batch))
+        skeleton = _skeleton_decoder.decode(splitter.skeleton)
+    except SplitError as e:
+        raise BadInput(source, f"not valid JSON ({e})") from None
     except msgspec.ValidationError as e:
         raise BadInput(source, f"not a Kineto trace the way we read it: {e}") from None
     except msgspec.DecodeError as e:
         raise BadInput(source, f"not valid JSON ({e}); is the file truncated?") from None
-    if doc.traceEvents is None:
-        raise BadInput(source, "JSON without a traceEvents list: not a Kineto/Chrome trace")
+    except NotANumber as e:
+        raise BadInput(source, f"a timestamp or duration is not a number: {e}") from None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
-    by_cat: dict[str, list[_Event]] = defaultdict(list)
-    for ev in doc.traceEvents:
-        if ev.ph == "X":
-            by_cat[ev.cat].append(ev)
-
-    dist = doc.distributedInfo
+    dist = skeleton.distributedInfo
     if dist is not None and dist.rank is not None:
         rank = dist.rank
     if rank is None:
-        raise BadInput(source, "no rank: the trace has no distributedInfo.rank and the file name holds none (rank-3, rank3, _3.)")
-
-    try:
-        gpu_ops, collectives = _gpu_ops(by_cat, rank)
-        host_calls = _host_calls(by_cat, rank)
-        ranges = _ranges(by_cat, rank)
-        syncs = _syncs(by_cat, host_calls, rank)
-    except NotANumber as e:
-        raise BadInput(source, f"a timestamp or duration is not a number: {e}") from None
-
+        raise BadInput(source, "no rank: the trace has no distributedInfo.rank and the file name holds none "
+                               "(rank-3, rank3, _3.)")
+    gpu_ops = columns.frame("gpu_ops", GPU_OP_COLUMNS, rank)
+    host_calls = columns.frame("host_calls", HOST_CALL_COLUMNS, rank)
+    ranges = _mark_profiler_steps(columns.frame("ranges", RANGE_COLUMNS, rank))
+    waits = columns.frame("syncs", SYNC_COLUMNS, rank)
+    syncs = pd.concat([_event_records(waits, host_calls, rank), waits], ignore_index=True)
     device = _main_device(gpu_ops)
     info = RankInfo(
         rank=rank,
         source=source,
         device=device,
         world_size=dist.world_size if dist else None,
-        gpu_name=_gpu_name(doc.deviceProperties, device),
+        gpu_name=_gpu_name(skeleton.deviceProperties, device),
         format="kineto",
         versions={"nccl": dist.nccl_version} if dist and dist.nccl_version else {},
         extra={"backend": dist.backend} if dist and dist.backend else {},
     )
     return Trace(ranks=[info], gpu_ops=gpu_ops, host_calls=host_calls, syncs=syncs, ranges=ranges,
-                 collectives=collectives)
+                 collectives=columns.frame("collectives", COLLECTIVE_COLUMNS, rank))
+
+
+class _Columns:
+    """Columns of every frame, grown batch by batch. Strings are factorised per batch into one
+    vocabulary per column, so the per-event string objects die with their batch."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+        self._vocab: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+
+    def add(self, events: list[_Event]) -> None:
+        by_cat: dict[str, list[_Event]] = defaultdict(list)
+        for ev in events:
+            if ev.ph == "X":
+                by_cat[ev.cat].append(ev)
+        for cat, kind in _GPU_OP_KIND.items():
+            if by_cat.get(cat):
+                self._gpu_ops(by_cat[cat], kind)
+        for cat, api in _HOST_API.items():
+            if by_cat.get(cat):
+                self._host_calls(by_cat[cat], api)
+        for cat, source in _RANGE_SOURCE.items():
+            if by_cat.get(cat):
+                self._ranges(by_cat[cat], source)
+        waits = [e for e in by_cat.get("cuda_sync", ()) if (e.args.cuda_sync_kind or e.name) in _SYNC_KIND]
+        if waits:
+            self._syncs(waits)
+
+    def _put(self, frame: str, **cols: Any) -> None:
+        for name, values in cols.items():
+            if isinstance(values, list) and values and isinstance(values[0], str):
+                codes, uniques = pd.factorize(np.array(values, dtype=object))
+                vocab = self._vocab[(frame, name)]
+                ids = np.array([vocab.setdefault(u, len(vocab)) for u in uniques], dtype=np.int64)
+                values = ids[codes]
+            self._parts[frame][name].append(np.asarray(values))
+
+    def frame(self, frame: str, spec: dict[str, Any], rank: int) -> pd.DataFrame:
+        parts = self._parts.get(frame, {})
+        data: dict[str, Any] = {}
+        for name, pieces in parts.items():
+            values = np.concatenate(pieces)
+            if (frame, name) in self._vocab:
+                values = pd.Categorical.from_codes(values, categories=list(self._vocab[(frame, name)]))
+            data[name] = values
+        n = len(next(iter(data.values()))) if data else 0
+        data["rank"] = np.full(n, rank)
+        return frame_from_columns(data, spec)
+
+    def _gpu_ops(self, events: list[_Event], kind: str) -> None:
+        start, end = _times(events)
+        device = _ints([e.args.device for e in events])
+        stream = _ints([e.args.stream for e in events])
+        correlation = _ints([e.args.correlation for e in events])
+        self._put("gpu_ops",
+                  device=np.where(device == NO_ID, _ints([e.pid for e in events]), device),
+                  stream=np.where(stream == NO_ID, _ints([e.tid for e in events]), stream),
+                  kind=[kind] * len(events), start=start, end=end, name=[e.name for e in events],
+                  correlation=correlation)
+        with_meta = [e.args for e in events if e.args.collective]
+        if with_meta:
+            self._put("collectives",
+                      correlation=_ints([a.correlation for a in with_meta]),
+                      collective=[a.collective for a in with_meta],
+                      process_group=[a.process_group for a in with_meta],
+                      group_size=np.array([a.group_size for a in with_meta], dtype=np.int64),
+                      seq=np.array([a.seq for a in with_meta], dtype=np.int64),
+                      in_nelems=np.array([a.in_nelems for a in with_meta], dtype=np.int64),
+                      out_nelems=np.array([a.out_nelems for a in with_meta], dtype=np.int64),
+                      dtype=[a.dtype for a in with_meta])
+
+    def _host_calls(self, events: list[_Event], api: str) -> None:
+        start, end = _times(events)
+        self._put("host_calls", pid=_ints([e.pid for e in events]), tid=_ints([e.tid for e in events]),
+                  start=start, end=end, name=[e.name for e in events],
+                  correlation=_ints([e.args.correlation for e in events]), api=[api] * len(events),
+                  external_id=np.array([e.args.external_id for e in events], dtype=np.int64))
+
+    def _ranges(self, events: list[_Event], source: str) -> None:
+        start, end = _times(events)
+        tid = _ints([e.tid for e in events])
+        self._put("ranges", pid=_ints([e.pid for e in events]), tid=tid, start=start, end=end,
+                  name=[e.name for e in events], source=[source] * len(events),
+                  stream=tid if source == "gpu_user_annotation" else np.full(len(events), NO_ID),
+                  external_id=np.array([e.args.external_id for e in events], dtype=np.int64),
+                  record_function_id=np.array([e.args.record_function_id for e in events], dtype=np.int64))
+
+    def _syncs(self, events: list[_Event]) -> None:
+        start, end = _times(events)
+        self._put("syncs", kind=[_SYNC_KIND[e.args.cuda_sync_kind or e.name] for e in events],
+                  start=start, end=end,
+                  device=_ints([e.args.device for e in events]),
+                  stream=_ints([e.args.stream for e in events]),
+                  event=np.array([e.args.wait_on_cuda_event_id for e in events], dtype=np.int64),
+                  wait_on_stream=np.array([e.args.wait_on_stream for e in events], dtype=np.int64),
+                  record_correlation=np.array([e.args.wait_on_cuda_event_record_corr_id for e in events],
+                                              dtype=np.int64),
+                  correlation=_ints([e.args.correlation for e in events]))
 
 
 def _times(events: list[_Event]) -> tuple[np.ndarray, np.ndarray]:
@@ -175,126 +282,17 @@ def _as_int(value: Any) -> int:
         return NO_ID
 
 
-def _gpu_ops(by_cat: dict[str, list[_Event]], rank: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    events: list[_Event] = []
-    kinds: list[str] = []
-    for cat, kind in _GPU_OP_KIND.items():
-        evs = by_cat.get(cat, [])
-        events.extend(evs)
-        kinds.extend([kind] * len(evs))
-    start, end = _times(events)
-    pid = _ints([e.pid for e in events])
-    tid = _ints([e.tid for e in events])
-    device = _ints([e.args.device for e in events])
-    stream = _ints([e.args.stream for e in events])
-    device = np.where(device == NO_ID, pid, device)
-    stream = np.where(stream == NO_ID, tid, stream)
-    correlation = _ints([e.args.correlation for e in events])
-    gpu_ops = frame_from_columns(
-        {
-            "rank": np.full(len(events), rank),
-            "device": device,
-            "stream": stream,
-            "kind": kinds,
-            "start": start,
-            "end": end,
-            "name": [e.name for e in events],
-            "correlation": correlation,
-        },
-        GPU_OP_COLUMNS,
-    )
-    with_meta = [e for e in by_cat.get("kernel", []) if e.args.collective]
-    collectives = frame_from_columns(
-        {
-            "rank": np.full(len(with_meta), rank),
-            "correlation": _ints([e.args.correlation for e in with_meta]),
-            "collective": [e.args.collective for e in with_meta],
-            "process_group": [e.args.process_group for e in with_meta],
-            "group_size": [e.args.group_size for e in with_meta],
-            "seq": [e.args.seq for e in with_meta],
-            "in_nelems": [e.args.in_nelems for e in with_meta],
-            "out_nelems": [e.args.out_nelems for e in with_meta],
-            "dtype": [e.args.dtype for e in with_meta],
-        },
-        COLLECTIVE_COLUMNS,
-    )
-    return gpu_ops, collectives
-
-
-def _host_calls(by_cat: dict[str, list[_Event]], rank: int) -> pd.DataFrame:
-    events: list[_Event] = []
-    apis: list[str] = []
-    for cat, api in _HOST_API.items():
-        evs = by_cat.get(cat, [])
-        events.extend(evs)
-        apis.extend([api] * len(evs))
-    start, end = _times(events)
-    return frame_from_columns(
-        {
-            "rank": np.full(len(events), rank),
-            "pid": _ints([e.pid for e in events]),
-            "tid": _ints([e.tid for e in events]),
-            "start": start,
-            "end": end,
-            "name": [e.name for e in events],
-            "correlation": _ints([e.args.correlation for e in events]),
-            "api": apis,
-            "external_id": [e.args.external_id for e in events],
-        },
-        HOST_CALL_COLUMNS,
-    )
-
-
-def _ranges(by_cat: dict[str, list[_Event]], rank: int) -> pd.DataFrame:
-    events: list[_Event] = []
-    sources: list[str] = []
-    for cat, source in _RANGE_SOURCE.items():
-        evs = by_cat.get(cat, [])
-        events.extend(evs)
-        sources.extend([source] * len(evs))
-    # ProfilerStep#N is a user_annotation in recent PyTorch and a cpu_op in older ones
-    sources = ["profiler_step" if s != "gpu_user_annotation" and _PROFILER_STEP.match(e.name) else s
-               for e, s in zip(events, sources)]
-    start, end = _times(events)
-    is_gpu = np.array([s == "gpu_user_annotation" for s in sources], dtype=bool)
-    tid = _ints([e.tid for e in events])
-    return frame_from_columns(
-        {
-            "rank": np.full(len(events), rank),
-            "pid": _ints([e.pid for e in events]),
-            "tid": tid,
-            "start": start,
-            "end": end,
-            "name": [e.name for e in events],
-            "source": sources,
-            "domain": [""] * len(events),
-            "stream": np.where(is_gpu, tid, NO_ID),
-            "external_id": [e.args.external_id for e in events],
-            "record_function_id": [e.args.record_function_id for e in events],
-        },
-        RANGE_COLUMNS,
-    )
-
-
-def _syncs(by_cat: dict[str, list[_Event]], host_calls: pd.DataFrame, rank: int) -> pd.DataFrame:
-    events = [e for e in by_cat.get("cuda_sync", []) if (e.args.cuda_sync_kind or e.name) in _SYNC_KIND]
-    start, end = _times(events)
-    waits = frame_from_columns(
-        {
-            "rank": np.full(len(events), rank),
-            "kind": [_SYNC_KIND[e.args.cuda_sync_kind or e.name] for e in events],
-            "start": start,
-            "end": end,
-            "device": _ints([e.args.device for e in events]),
-            "stream": _ints([e.args.stream for e in events]),
-            "event": [e.args.wait_on_cuda_event_id for e in events],
-            "wait_on_stream": [e.args.wait_on_stream for e in events],
-            "record_correlation": [e.args.wait_on_cuda_event_record_corr_id for e in events],
-            "correlation": _ints([e.args.correlation for e in events]),
-        },
-        SYNC_COLUMNS,
-    )
-    return pd.concat([_event_records(waits, host_calls, rank), waits], ignore_index=True)
+def _mark_profiler_steps(ranges: pd.DataFrame) -> pd.DataFrame:
+    """ProfilerStep#N is a user_annotation in recent PyTorch and a cpu_op in older ones."""
+    names = ranges["name"].cat
+    is_step_name = np.fromiter((bool(_PROFILER_STEP.match(c)) for c in names.categories), dtype=bool,
+                               count=len(names.categories))
+    codes = names.codes.to_numpy()
+    step = np.zeros(len(ranges), dtype=bool)
+    step[codes >= 0] = is_step_name[codes[codes >= 0]]
+    step &= (ranges["source"] != "gpu_user_annotation").to_numpy()
+    ranges.loc[step, "source"] = "profiler_step"
+    return ranges
 
 
 def _event_records(waits: pd.DataFrame, host_calls: pd.DataFrame, rank: int) -> pd.DataFrame:
@@ -323,8 +321,7 @@ def _event_records(waits: pd.DataFrame, host_calls: pd.DataFrame, rank: int) -> 
 def _main_device(gpu_ops: pd.DataFrame) -> int | None:
     if len(gpu_ops) == 0:
         return None
-    counts = gpu_ops["device"].value_counts()
-    return int(counts.index[0])
+    return int(gpu_ops["device"].value_counts().index[0])
 
 
 def _gpu_name(props: list[_DeviceProperties] | None, device: int | None) -> str | None:
@@ -334,4 +331,3 @@ def _gpu_name(props: list[_DeviceProperties] | None, device: int | None) -> str 
         if p.id == device and p.name:
             return p.name
     return None
-

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEAD = 1 << 16
 _LONG_HEAD = 1 << 25
-_CHUNK = 1 << 24
+_CHUNK = 1 << 25  # 32 MiB of decompressed text per step
 MANIFEST_MARK = "overlapscope_run"  # key every run.json written by `overlapscope run` carries
 
 # rank-3, rank_3, rank3, ..._3.json
@@ -69,7 +69,7 @@ def load(paths: Sequence[str | os.PathLike[str]], comm_patterns: Iterable[str] =
             default_rank = rank_from_name(f.path)
             if default_rank is None and single_kineto:
                 default_rank = 0
-            parts.append(read_kineto(read_bytes(f.path, on_progress), str(f.path), default_rank))
+            parts.append(read_kineto(iter_chunks(f.path, on_progress), str(f.path), default_rank))
         else:
             sqlite_path = f.path if f.kind == "nsys" else _export_nsys_rep(f.path)
             part = _read_nsys(sqlite_path, str(f.path), first_rank=next_nsys_rank)
@@ -158,26 +158,27 @@ def _head(path: Path, limit: int) -> bytes:
     return out
 
 
-def read_bytes(path: Path, on_progress: ProgressFn | None = None) -> bytearray:
-    """The file's content, gunzipped when it is gzip, read in chunks so that progress shows."""
+def iter_chunks(path: Path, on_progress: ProgressFn | None = None) -> Iterator[bytes]:
+    """The file's content in chunks, gunzipped when it is gzip, so that no reader needs the
+    whole text at once and progress can be shown."""
     total = path.stat().st_size
-    done = 0
-    buf = bytearray()
     with open(path, "rb") as raw:
         is_gzip = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
         stream = gzip.GzipFile(fileobj=raw) if is_gzip else raw
         try:
             while chunk := stream.read(_CHUNK):
-                buf += chunk
                 if on_progress:
-                    done = raw.tell()
-                    on_progress(str(path), done, total)
+                    on_progress(str(path), raw.tell(), total)
+                yield chunk
         except EOFError:
             raise BadInput(path, "truncated gzip file (it ends before the end-of-stream marker)") from None
         except (OSError, zlib.error) as e:
             raise BadInput(path, f"corrupt gzip data: {e}") from None
-    return buf
+
+
+def read_bytes(path: Path) -> bytes:
+    return b"".join(iter_chunks(path))
 
 
 def _read_nsys(sqlite_path: Path, source: str, first_rank: int) -> Trace:

@@ -111,7 +111,12 @@ def frame_from_columns(data: dict[str, Any], columns: dict[str, Any]) -> pd.Data
     for col, dtype in columns.items():
         values = data.get(col)
         if values is None:
-            values = [""] * n if _is_category(dtype) else np.full(n, NO_ID, dtype=np.int64)
+            if isinstance(dtype, pd.CategoricalDtype):
+                values = [None] * n  # fixed categories: unknown until someone fills it (op_class)
+            elif dtype == "category":
+                values = [""] * n
+            else:
+                values = np.full(n, NO_ID, dtype=np.int64)
         out[col] = pd.Series(values).astype(dtype) if _is_category(dtype) else np.asarray(values).astype(dtype)
     return pd.DataFrame(out)
 

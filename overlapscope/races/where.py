@@ -1,0 +1,147 @@
+"""Where something happened on the host: the innermost range that encloses an instant.
+
+Used for three things: the region a GPU op was launched in (innermost named range on the
+launching thread), the profiler step it belongs to, and the Execution Trace op that launched it
+(innermost linked `cpu_op`). Ranges on one thread nest (record_function and NVTX push/pop);
+ranges that overlap without nesting are handled as "the latest-opened range still open wins".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NONE = -1
+
+
+def innermost(starts: np.ndarray, ends: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """For each point, the index of the innermost range [start, end) that contains it, or -1.
+
+    One sort and one pass over the ranges build the step function "innermost open range at
+    time t"; the points are then looked up with a binary search."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    points = np.asarray(points, dtype=np.int64)
+    if starts.size == 0 or points.size == 0:
+        return np.full(points.size, NONE, dtype=np.int64)
+    change_t, change_id = _innermost_steps(starts, ends)
+    at = np.searchsorted(change_t, points, side="right") - 1
+    out = np.full(points.size, NONE, dtype=np.int64)
+    ok = at >= 0
+    out[ok] = change_id[at[ok]]
+    return out
+
+
+def _innermost_steps(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(times, ids): from times[i] on, the innermost open range is ids[i] (-1: none). Where two
+    entries share a time the later one wins, which `searchsorted(side="right")` respects."""
+    order = np.lexsort((-ends, starts))  # outer ranges first when two start together
+    times: list[int] = []
+    ids: list[int] = []
+    stack: list[int] = []
+    s_list, e_list = starts.tolist(), ends.tolist()
+
+    def close_until(t: float) -> None:
+        while stack and e_list[stack[-1]] <= t:
+            end = e_list[stack.pop()]
+            while stack and e_list[stack[-1]] <= end:  # ended while hidden under the one just closed
+                stack.pop()
+            times.append(end)
+            ids.append(stack[-1] if stack else NONE)
+
+    for r in order.tolist():
+        close_until(s_list[r])
+        stack.append(r)
+        times.append(s_list[r])
+        ids.append(r)
+    close_until(float("inf"))
+    return np.asarray(times, dtype=np.int64), np.asarray(ids, dtype=np.int64)
+
+
+def innermost_per_thread(range_keys: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                         point_keys: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """`innermost`, where a range only contains points of its own thread. Keys are one int64
+    per (pid, tid) (see `thread_keys`); returns indices into the ranges, or -1."""
+    out = np.full(np.asarray(points).size, NONE, dtype=np.int64)
+    if len(starts) == 0 or out.size == 0:
+        return out
+    range_keys = np.asarray(range_keys)
+    point_keys = np.asarray(point_keys)
+    for key in np.intersect1d(np.unique(range_keys), np.unique(point_keys)):
+        r_idx = np.flatnonzero(range_keys == key)
+        p_idx = np.flatnonzero(point_keys == key)
+        found = innermost(starts[r_idx], ends[r_idx], points[p_idx])
+        hit = found >= 0
+        out[p_idx[hit]] = r_idx[found[hit]]
+    return out
+
+
+def thread_keys(*pid_tid: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """One comparable int64 per (pid, tid) pair, consistent across all the arrays given."""
+    pids = [np.asarray(p, dtype=np.int64) for p, _ in pid_tid]
+    tids = [np.asarray(t, dtype=np.int64) for _, t in pid_tid]
+    pairs = np.stack([np.concatenate(pids), np.concatenate(tids)], axis=1)
+    if pairs.shape[0] == 0:
+        return [np.empty(0, dtype=np.int64) for _ in pid_tid]
+    _, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.int64)
+    cuts = np.cumsum([len(p) for p in pids])[:-1]
+    return np.split(inverse, cuts)
+
+
+REGION_SOURCES = ("nvtx", "user_annotation")
+
+
+def region_label(name: str) -> str:
+    """A range's name as people should read it: an access mark shows its label."""
+    from ..instrument import parse_access_mark
+
+    mark = parse_access_mark(name)
+    return mark.label if mark is not None else name
+
+
+def op_places(trace, launch) -> tuple[np.ndarray, np.ndarray]:
+    """For each GPU op of a one-rank trace: the innermost named region its launch lies in (on the
+    launching thread; "" when none) and the profiler step (any thread; "" when none)."""
+    from ..trace.model import NO_ID
+
+    n = launch.tid.size
+    regions = np.full(n, "", dtype=object)
+    steps = np.full(n, "", dtype=object)
+    launched = launch.tid != NO_ID
+    ranges = trace.ranges
+    named = ranges[ranges["source"].isin(REGION_SOURCES)]
+    if len(named) and launched.any():
+        rk, ok = thread_keys((named["pid"].to_numpy(), named["tid"].to_numpy()), (launch.pid, launch.tid))
+        found = innermost_per_thread(rk, named["start"].to_numpy(np.int64), named["end"].to_numpy(np.int64),
+                                     np.where(launched, ok, -1), launch.time)
+        names = named["name"].astype("category")
+        labels_of = np.array([region_label(str(c)) for c in names.cat.categories] + [""], dtype=object)
+        labels = labels_of[names.cat.codes.to_numpy()]  # code -1 (missing) picks the ""
+        hit = found >= 0
+        regions[hit] = labels[found[hit]]
+    steps_frame = ranges[ranges["source"] == "profiler_step"]
+    if len(steps_frame) and launched.any():
+        found = innermost(steps_frame["start"].to_numpy(np.int64), steps_frame["end"].to_numpy(np.int64), launch.time)
+        hit = (found >= 0) & launched
+        steps[hit] = steps_frame["name"].astype(str).to_numpy(object)[found[hit]]
+    return regions, steps
+
+
+def range_places(trace, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For host ranges (rows of a one-rank ranges frame): the innermost *other* named range that
+    encloses each on its thread, and the profiler step its start lies in."""
+    ranges = trace.ranges
+    regions = np.full(len(rows), "", dtype=object)
+    steps = np.full(len(rows), "", dtype=object)
+    named = ranges[ranges["source"].isin(REGION_SOURCES)]
+    step_frame = ranges[ranges["source"] == "profiler_step"]
+    for i, r in enumerate(np.asarray(rows).tolist()):
+        me = ranges.iloc[r]
+        around = named[(named["pid"] == me["pid"]) & (named["tid"] == me["tid"]) & (named.index != r)
+                       & (named["start"] <= me["start"]) & (named["end"] >= me["end"])]
+        if len(around):
+            regions[i] = region_label(str(around.sort_values("start").iloc[-1]["name"]))
+        in_step = step_frame[(step_frame["start"] <= me["start"]) & (step_frame["end"] > me["start"])]
+        if len(in_step):
+            steps[i] = str(in_step.sort_values("start").iloc[-1]["name"])
+    return regions, steps

@@ -1,0 +1,666 @@
+"""Read an Nsight Systems SQLite export (`nsys export --type sqlite`) into a `Trace`.
+
+Each (process, GPU) pair that ran GPU work is a rank, numbered in (deviceId, pid) order; a
+process's host calls and NVTX ranges belong to each of its ranks. nsys creates tables lazily and
+changes their columns between versions (2024.6 to 2026.2 are in the corpus), so every query is
+built from what PRAGMA table_info reports. Integer columns leave SQLite as one group_concat text
+per column, parsed by numpy (a Python object per value would cost seconds on a million
+kernels); names stay StringIds ids until they become categoricals, each distinct id looked up once.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..classify import BUILTIN_COMM_PATTERNS
+from ..errors import BadInput
+from .model import (
+    COLLECTIVE_COLUMNS,
+    GPU_OP_COLUMNS,
+    GPU_OP_KINDS,
+    HOST_APIS,
+    HOST_CALL_COLUMNS,
+    NO_ID,
+    RANGE_COLUMNS,
+    RANGE_SOURCES,
+    SYNC_COLUMNS,
+    SYNC_KINDS,
+    RankInfo,
+    Trace,
+    frame_from_columns,
+)
+
+KERNELS = "CUPTI_ACTIVITY_KIND_KERNEL"
+MEMCPYS = "CUPTI_ACTIVITY_KIND_MEMCPY"
+MEMSETS = "CUPTI_ACTIVITY_KIND_MEMSET"
+RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
+SYNCHRONIZATION = "CUPTI_ACTIVITY_KIND_SYNCHRONIZATION"
+CUDA_EVENTS = "CUPTI_ACTIVITY_KIND_CUDA_EVENT"
+NVTX = "NVTX_EVENTS"
+
+# globalTid = (hwId << 56) | (vmId << 48) | (pid << 24) | tid, and globalPid is the same with tid 0.
+# The "process key" globalTid >> 24 keeps the hardware and VM ids, so equal pids on two hosts differ.
+_ID_BITS = 24
+_ID_MASK = (1 << _ID_BITS) - 1
+_CUPTI_INVALID = 0xFFFFFFFF  # CUPTI's "not applicable" stream / event / device id
+
+_NVTX_PUSH_POP, _NVTX_START_END, _NVTX_DOMAIN_CREATE = 59, 60, 75
+_PROFILER_STEP = re.compile(r"^ProfilerStep\s*#\s*\d+$")
+_API_VERSION_SUFFIX = re.compile(r"_v\d+$")  # cudaLaunchKernel_v7000 -> cudaLaunchKernel, as Kineto names it
+_NCCL_KERNEL = re.compile(BUILTIN_COMM_PATTERNS["nccl"])
+_NCCL_RANGE = re.compile(r"^nccl")
+# NCCL's NVTX ranges for the calls that carry data (not ncclGroupStart/End, ncclCommCount, ...)
+_NCCL_CALL = re.compile(r"^nccl(?:AllReduce|AllGather|ReduceScatter|Reduce|Broadcast|Bcast|Send|Recv|AlltoAll"
+                        r"|Gather|Scatter)$")
+
+# Used when an export lacks its ENUM_* table (hand-trimmed files do): CUPTI's own numbering.
+_MEMCPY_OPER = {
+    0: ("CUDA_MEMCPY_KIND_UNKNOWN", "Unknown"), 1: ("CUDA_MEMCPY_KIND_HTOD", "Host-to-Device"),
+    2: ("CUDA_MEMCPY_KIND_DTOH", "Device-to-Host"), 3: ("CUDA_MEMCPY_KIND_HTOA", "Host-to-Array"),
+    4: ("CUDA_MEMCPY_KIND_ATOH", "Array-to-Host"), 5: ("CUDA_MEMCPY_KIND_ATOA", "Array-to-Array"),
+    6: ("CUDA_MEMCPY_KIND_ATOD", "Array-to-Device"), 7: ("CUDA_MEMCPY_KIND_DTOA", "Device-to-Array"),
+    8: ("CUDA_MEMCPY_KIND_DTOD", "Device-to-Device"), 9: ("CUDA_MEMCPY_KIND_HTOH", "Host-to-Host"),
+    10: ("CUDA_MEMCPY_KIND_PTOP", "Peer-to-Peer"), 11: ("CUDA_MEMCPY_KIND_UVM_HTOD", "Unified Host-to-Device"),
+    12: ("CUDA_MEMCPY_KIND_UVM_DTOH", "Unified Device-to-Host"),
+    13: ("CUDA_MEMCPY_KIND_UVM_DTOD", "Unified Device-to-Device"),
+}
+_SYNC_TYPE = {
+    1: ("CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_EVENT_SYNCHRONIZE", "Event sync"),
+    2: ("CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_STREAM_WAIT_EVENT", "Stream wait sync"),
+    3: ("CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_STREAM_SYNCHRONIZE", "Stream sync"),
+    4: ("CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_CONTEXT_SYNCHRONIZE", "Context sync"),
+}
+_EVENT_CLASS = {1: ("TRACE_PROCESS_EVENT_CUDA_DRIVER", "CUDA driver")}
+_SYNC_KIND_OF_TYPE = {
+    "CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_EVENT_SYNCHRONIZE": "event_sync",
+    "CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_STREAM_WAIT_EVENT": "stream_wait_event",
+    "CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_STREAM_SYNCHRONIZE": "stream_sync",
+    "CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_CONTEXT_SYNCHRONIZE": "context_sync",
+}
+
+
+def read_nsys(path: Path, source: str, first_rank: int = 0) -> Trace:
+    """Read one export; its ranks are numbered from `first_rank`."""
+    try:
+        with closing(_Export(Path(path), source)) as export:
+            return _read(export, first_rank)
+    except sqlite3.DatabaseError as e:
+        raise BadInput(source, f"not a readable SQLite database ({e}): is the file truncated or corrupt?") from None
+
+
+class _Export:
+    """An open export: its schema, and queries that return numpy columns."""
+
+    def __init__(self, path: Path, source: str, tables: dict[str, set[str]] | None = None):
+        self.path = path
+        self.source = source
+        # read-only; check_same_thread off so that a twin can be closed from the thread that made it
+        self.con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        self.tables = tables if tables is not None else self._schema()
+
+    def _schema(self) -> dict[str, set[str]]:
+        names = [name for (name,) in self.con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {name: {row[1] for row in self.con.execute(f'PRAGMA table_info("{name}")')} for name in names}
+
+    def twin(self) -> _Export:
+        """The same export on a connection of its own, for a worker thread."""
+        return _Export(self.path, self.source, self.tables)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def has(self, table: str, *columns: str) -> bool:
+        return table in self.tables and self.tables[table].issuperset(columns)
+
+    def require(self, table: str, *columns: str) -> None:
+        missing = [c for c in columns if c not in self.tables[table]]
+        if missing:
+            raise BadInput(self.source, f"{table} lacks column(s) {', '.join(missing)}: not an nsys export we can read")
+
+    def rows(self, sql: str, *params: object) -> list[tuple]:
+        return self.con.execute(sql, params).fetchall()
+
+    def select(self, table: str, ints: dict[str, str], texts: dict[str, str] | None = None, join: str = "",
+               where: str = "") -> pd.DataFrame:
+        """Rows of `table` (aliased t) as int64 columns, one per expression in `ints` (NULL becomes
+        NO_ID), and object columns for `texts`; both in rowid order, so they line up."""
+        rows = (f"SELECT {', '.join(f'COALESCE({e}, {NO_ID}) AS c{i}' for i, e in enumerate(ints.values()))} "
+                f"FROM {table} AS t {join} {where} ORDER BY t.rowid")
+        aggregates = ", ".join(f"group_concat(c{i}, ' ')" for i in range(len(ints)))
+        count, *joined = self.con.execute(f"SELECT count(*), {aggregates} FROM ({rows})").fetchone()
+        out = {}
+        for (name, expr), text in zip(ints.items(), joined):
+            out[name] = np.fromstring(text or "", dtype=np.int64, sep=" ")
+            if out[name].size != count:
+                raise BadInput(self.source, f"{table}: {expr} holds values that are not integers")
+        for name, expr in (texts or {}).items():
+            query = f"SELECT {expr} FROM {table} AS t {join} {where} ORDER BY t.rowid"
+            out[name] = np.array([v for (v,) in self.con.execute(query)], dtype=object)
+        return pd.DataFrame(out)
+
+    def strings(self, ids: np.ndarray) -> dict[int, str]:
+        """StringIds values of the given ids (passed as JSON, so any number of ids fits one query)."""
+        if "StringIds" not in self.tables or ids.size == 0:
+            return {}
+        wanted = "[" + ",".join(map(str, ids.tolist())) + "]"
+        return dict(self.rows("SELECT id, value FROM StringIds WHERE id IN (SELECT value FROM json_each(?))", wanted))
+
+    def enum(self, table: str, fallback: dict[int, tuple[str, str]]) -> dict[int, tuple[str, str]]:
+        """An ENUM_* table as id -> (name, label), or CUPTI's numbering when the export has none."""
+        if not self.has(table, "id", "name", "label"):
+            return fallback
+        return {i: (name or "", label or "") for i, name, label in self.rows(f"SELECT id, name, label FROM {table}")}
+
+    def process_of(self, table: str, column: str) -> str:
+        """SQL for the process key of a row of `table`, from its globalPid/globalTid."""
+        if column in self.tables[table]:
+            return f"t.{column} >> {_ID_BITS}"
+        return str(self.sole_process())
+
+    def sole_process(self) -> int:
+        """Hand-trimmed exports may drop globalPid from GPU rows: then they can only belong to the
+        one process that made CUDA calls."""
+        found = self.rows(f"SELECT DISTINCT globalTid >> {_ID_BITS} FROM {RUNTIME}") if self.has(RUNTIME, "globalTid") else []
+        if len(found) > 1:
+            raise BadInput(self.source, f"GPU activity has no globalPid and {len(found)} processes made CUDA calls: "
+                                        "cannot tell which process ran which kernel")
+        return int(found[0][0]) if found else 0
+
+
+def _read(export: _Export, first_rank: int) -> Trace:
+    if KERNELS not in export.tables:
+        raise BadInput(export.source, "no CUDA kernel table: was the report captured with -t cuda?")
+    ops, calls, ranges = _read_side_by_side(export)
+    ranks = _Ranks.of(ops, first_rank)
+    return Trace(
+        ranks=_rank_infos(export, ranks),
+        gpu_ops=_gpu_op_frame(ops, ranks),
+        host_calls=_host_call_frame(calls, ranks),
+        syncs=_sync_frame(_syncs(export, ops, calls), ranks),
+        ranges=_range_frame(ranges, ranks),
+        collectives=_nccl_collectives(ops, calls, ranges, ranks),
+    )
+
+
+def _read_side_by_side(export: _Export) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """GPU ops on a second connection while host calls and ranges are read: SQLite releases the
+    GIL while it scans, so the two big tables are read at once on two cores."""
+    with closing(export.twin()) as twin, ThreadPoolExecutor(1) as pool:
+        ops = pool.submit(_gpu_ops, twin)
+        calls = _host_calls(export)
+        ranges = _nvtx_ranges(export)
+        return ops.result(), calls, ranges
+
+
+# --- GPU ops -------------------------------------------------------------------------------------
+
+def _gpu_ops(export: _Export) -> pd.DataFrame:
+    """Kernels, memcpys and memsets: start, end, device, context, stream, correlation, process,
+    kind (codes into GPU_OP_KINDS) and name (categorical)."""
+    parts: list[pd.DataFrame] = []
+    labels: list[str] = []
+    for kind, table, read in (("kernel", KERNELS, _kernel_rows), ("memcpy", MEMCPYS, _memcpy_rows),
+                              ("memset", MEMSETS, _memset_rows)):
+        if table not in export.tables:
+            continue
+        export.require(table, "start", "end", "deviceId", "streamId")
+        rows, names = read(export)
+        rows["name"] += len(labels)
+        rows["kind"] = np.int8(GPU_OP_KINDS.index(kind))
+        parts.append(rows)
+        labels.extend(names)
+    ops = pd.concat(parts, ignore_index=True)
+    ops["name"] = _categorical(ops["name"].to_numpy(), labels)
+    return ops
+
+
+def _op_exprs(export: _Export, table: str) -> dict[str, str]:
+    """Columns every GPU activity table has (the sync tables too); old exports may lack some."""
+    columns = export.tables[table]
+    return {
+        "start": "t.start",
+        "end": 't."end"',
+        "device": "t.deviceId",
+        "context": "t.contextId" if "contextId" in columns else str(NO_ID),
+        "stream": "t.streamId",
+        "correlation": "t.correlationId" if "correlationId" in columns else str(NO_ID),
+        "process": export.process_of(table, "globalPid"),
+    }
+
+
+def _kernel_rows(export: _Export) -> tuple[pd.DataFrame, list[str]]:
+    """Kernels named by demangledName, else shortName (both StringIds ids)."""
+    name_columns = [f"t.{c}" for c in ("demangledName", "shortName") if c in export.tables[KERNELS]]
+    if not name_columns:
+        raise BadInput(export.source, f"{KERNELS} has neither demangledName nor shortName: no kernel names")
+    rows = export.select(KERNELS, {**_op_exprs(export, KERNELS), "name": f"COALESCE({', '.join(name_columns)})"})
+    codes, ids = pd.factorize(rows["name"].to_numpy())
+    text = export.strings(ids)
+    rows["name"] = codes
+    return rows, [text.get(i, "") for i in ids.tolist()]
+
+
+def _memcpy_rows(export: _Export) -> tuple[pd.DataFrame, list[str]]:
+    """Named as Kineto names them: "Memcpy DtoD (Device -> Device)"."""
+    export.require(MEMCPYS, "copyKind")
+    rows = export.select(MEMCPYS, {**_op_exprs(export, MEMCPYS), "name": "t.copyKind"})
+    codes, kinds = pd.factorize(rows["name"].to_numpy())
+    oper = export.enum("ENUM_CUDA_MEMCPY_OPER", _MEMCPY_OPER)
+    rows["name"] = codes
+    return rows, [_memcpy_name(*oper.get(k, (f"CUDA_MEMCPY_KIND_{k}", "Unknown"))) for k in kinds.tolist()]
+
+
+def _memcpy_name(enum_name: str, label: str) -> str:
+    short = enum_name.removeprefix("CUDA_MEMCPY_KIND_").replace("TO", "to")  # HTOD -> HtoD
+    return f"Memcpy {short} ({label.replace('-to-', ' -> ')})"
+
+
+def _memset_rows(export: _Export) -> tuple[pd.DataFrame, list[str]]:
+    """Named as Kineto names them: "Memset (Device)"."""
+    kind = "t.memKind" if "memKind" in export.tables[MEMSETS] else str(NO_ID)
+    rows = export.select(MEMSETS, {**_op_exprs(export, MEMSETS), "name": kind})
+    codes, kinds = pd.factorize(rows["name"].to_numpy())
+    mem_kind = export.enum("ENUM_CUDA_MEM_KIND", {})
+    rows["name"] = codes
+    return rows, [f"Memset ({mem_kind[k][1]})" if k in mem_kind else "Memset" for k in kinds.tolist()]
+
+
+def _gpu_op_frame(ops: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
+    return frame_from_columns(
+        {
+            "rank": ranks.of_ops,
+            "device": ops["device"].to_numpy(),
+            "stream": ops["stream"].to_numpy(),
+            "kind": pd.Categorical.from_codes(ops["kind"].to_numpy(), dtype=GPU_OP_COLUMNS["kind"]),
+            "start": ops["start"].to_numpy(),
+            "end": ops["end"].to_numpy(),
+            "name": ops["name"].array,
+            "correlation": ops["correlation"].to_numpy(),
+        },
+        GPU_OP_COLUMNS,
+    )
+
+
+# --- ranks ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Ranks:
+    """The (process, device) pairs with GPU work, in rank order, and the rank of every GPU op."""
+
+    process: np.ndarray
+    device: np.ndarray
+    numbers: np.ndarray
+    of_ops: np.ndarray
+
+    @classmethod
+    def of(cls, ops: pd.DataFrame, first_rank: int) -> _Ranks:
+        keys = pd.DataFrame({"device": ops["device"], "pid": ops["process"] & _ID_MASK, "process": ops["process"]})
+        grouped = keys.groupby(["device", "pid", "process"], sort=True)
+        pairs = grouped.size().index.to_frame(index=False)
+        return cls(process=pairs["process"].to_numpy(), device=pairs["device"].to_numpy(),
+                   numbers=first_rank + np.arange(len(pairs)), of_ops=first_rank + grouped.ngroup().to_numpy())
+
+    def of_pairs(self, process: np.ndarray, device: np.ndarray) -> np.ndarray:
+        """The rank of each (process, device), NO_ID where that pair ran no GPU work."""
+        pairs = pd.MultiIndex.from_arrays([self.process, self.device])
+        found = pairs.get_indexer(pd.MultiIndex.from_arrays([process, device]))
+        return np.where(found >= 0, self.numbers[found], NO_ID)
+
+    def spread(self, process: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, rank) for each row and each rank of the row's process: host rows belong to every
+        rank of their process; rows of processes without GPU work drop out."""
+        order = np.argsort(self.process, kind="stable")
+        by_process = self.process[order]
+        lo = np.searchsorted(by_process, process, side="left")
+        count = np.searchsorted(by_process, process, side="right") - lo
+        rows = np.repeat(np.arange(process.size), count)
+        nth = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
+        return rows, self.numbers[order][np.repeat(lo, count) + nth]
+
+
+def _rank_infos(export: _Export, ranks: _Ranks) -> list[RankInfo]:
+    versions = _nsys_version(export)
+    gpu_name = _gpu_names(export)
+    infos = []
+    for rank, process, device in zip(ranks.numbers.tolist(), ranks.process.tolist(), ranks.device.tolist()):
+        pid = process & _ID_MASK
+        infos.append(RankInfo(rank=rank, source=export.source, device=device, pid=pid, gpu_name=gpu_name(pid, device),
+                              format="nsys", versions=dict(versions)))
+    return infos
+
+
+def _nsys_version(export: _Export) -> dict[str, str]:
+    for table in ("META_DATA_EXPORT", "EXPORT_META_DATA"):  # the latter in 2022-era exports
+        if export.has(table, "name", "value"):
+            found = export.rows(f"SELECT value FROM {table} WHERE name = 'EXPORT_PRODUCT_VERSION'")
+            if found:
+                return {"nsys": str(found[0][0])}
+    return {}
+
+
+def _gpu_names(export: _Export) -> Callable[[int, int], str | None]:
+    """A (pid, CUDA device) -> GPU name lookup. TARGET_INFO_CUDA_DEVICE maps a process's CUDA device
+    to nsys's GPU id (they differ under CUDA_VISIBLE_DEVICES); without it, TARGET_INFO_GPU's
+    cuDevice (or, in trimmed files, its id) is taken as the CUDA device."""
+    if not export.has("TARGET_INFO_GPU", "id", "name"):
+        return lambda pid, device: None
+    by_gpu_id = dict(export.rows("SELECT id, name FROM TARGET_INFO_GPU"))
+    cuda_column = "cuDevice" if export.has("TARGET_INFO_GPU", "cuDevice") else "id"
+    by_cuda_device = dict(export.rows(f"SELECT {cuda_column}, name FROM TARGET_INFO_GPU"))
+    gpu_of = {}
+    if export.has("TARGET_INFO_CUDA_DEVICE", "gpuId", "cudaId", "pid"):
+        gpu_of = {(pid, cuda): gpu for gpu, cuda, pid in export.rows("SELECT gpuId, cudaId, pid FROM TARGET_INFO_CUDA_DEVICE")}
+
+    def name(pid: int, device: int) -> str | None:
+        if (pid, device) in gpu_of:
+            return by_gpu_id.get(gpu_of[pid, device])
+        return by_cuda_device.get(device)
+
+    return name
+
+
+# --- host calls ----------------------------------------------------------------------------------
+
+def _host_calls(export: _Export) -> pd.DataFrame:
+    """CUDA runtime and driver calls (one table; eventClass tells them apart): start, end,
+    process, tid, correlation, api (codes into HOST_APIS), name (categorical)."""
+    if RUNTIME not in export.tables:
+        return _empty(("start", "end", "process", "tid", "correlation", "api"), ("name",))
+    export.require(RUNTIME, "start", "end", "globalTid", "correlationId", "nameId")
+    calls = export.select(RUNTIME, {
+        "start": "t.start",
+        "end": 't."end"',
+        "process": f"t.globalTid >> {_ID_BITS}",
+        "tid": f"t.globalTid & {_ID_MASK}",
+        "correlation": "t.correlationId",
+        "name": "t.nameId",
+        "event_class": "t.eventClass" if "eventClass" in export.tables[RUNTIME] else str(NO_ID),
+    })
+    classes = export.enum("ENUM_NSYS_EVENT_CLASS", _EVENT_CLASS)
+    driver = [i for i, (name, _) in classes.items() if name == "TRACE_PROCESS_EVENT_CUDA_DRIVER"]
+    is_driver = np.isin(calls.pop("event_class").to_numpy(), driver)
+    calls["api"] = np.where(is_driver, HOST_APIS.index("driver"), HOST_APIS.index("runtime"))
+    codes, ids = pd.factorize(calls["name"].to_numpy())
+    text = export.strings(ids)
+    calls["name"] = _categorical(codes, [_API_VERSION_SUFFIX.sub("", text.get(i, "")) for i in ids.tolist()])
+    return calls
+
+
+def _host_call_frame(calls: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
+    rows, rank = ranks.spread(calls["process"].to_numpy())
+    return frame_from_columns(
+        {
+            "rank": rank,
+            "pid": calls["process"].to_numpy()[rows] & _ID_MASK,
+            "tid": calls["tid"].to_numpy()[rows],
+            "start": calls["start"].to_numpy()[rows],
+            "end": calls["end"].to_numpy()[rows],
+            "name": calls["name"].array[rows],
+            "correlation": calls["correlation"].to_numpy()[rows],
+            "api": pd.Categorical.from_codes(calls["api"].to_numpy()[rows], dtype=HOST_CALL_COLUMNS["api"]),
+        },
+        HOST_CALL_COLUMNS,
+    )
+
+
+# --- NVTX ranges ---------------------------------------------------------------------------------
+
+def _nvtx_ranges(export: _Export) -> pd.DataFrame:
+    """Push/pop and start/end ranges: start, end, process, tid (of the thread that opened it),
+    domain_id, name and domain (categoricals). A range that was never closed (NULL end: still open
+    when the capture stopped) has no extent to measure and is dropped."""
+    if NVTX not in export.tables:
+        return _empty(("start", "end", "process", "tid", "domain_id"), ("name", "domain"))
+    export.require(NVTX, "start", "end", "eventType", "globalTid")
+    ranges = export.select(
+        NVTX,
+        {
+            "start": "t.start",
+            "end": 't."end"',
+            "process": f"t.globalTid >> {_ID_BITS}",
+            "tid": f"t.globalTid & {_ID_MASK}",
+            "domain_id": "t.domainId" if "domainId" in export.tables[NVTX] else "0",
+        },
+        texts={"name": _nvtx_text(export)},
+        join=_join_strings(export),
+        where=f'WHERE t.eventType IN ({_NVTX_PUSH_POP}, {_NVTX_START_END}) AND t."end" IS NOT NULL',
+    )
+    codes, names = pd.factorize(ranges["name"].to_numpy())
+    ranges["name"] = _categorical(codes, list(names))
+    ranges["domain"] = _domain_names(export, ranges)
+    return ranges
+
+
+def _nvtx_text(export: _Export) -> str:
+    """A range's name: its text, else its registered string (textId)."""
+    sources = ["t.text"] if "text" in export.tables[NVTX] else []
+    sources += ["s.value"] if _join_strings(export) else []
+    return f"COALESCE({', '.join([*sources, repr('')])})"
+
+
+def _join_strings(export: _Export) -> str:
+    return "LEFT JOIN StringIds AS s ON s.id = t.textId" if export.has(NVTX, "textId") and "StringIds" in export.tables else ""
+
+
+def _domain_names(export: _Export, ranges: pd.DataFrame) -> pd.Categorical:
+    """Domain ids are per process, named by their domain-create row (eventType 75). The default
+    domain (0) is ""; a domain whose create row is not in the export (a trimmed capture window,
+    as in the corpus's nsys-ai files) is "domain N"."""
+    named: dict[tuple[int, int], str] = {}
+    if "domainId" in export.tables[NVTX]:
+        named = {(process, domain): name for process, domain, name in export.rows(
+            f"SELECT t.globalTid >> {_ID_BITS}, t.domainId, {_nvtx_text(export)} FROM {NVTX} AS t "
+            f"{_join_strings(export)} WHERE t.eventType = {_NVTX_DOMAIN_CREATE}")}
+    codes, distinct = pd.factorize(pd.MultiIndex.from_arrays([ranges["process"], ranges["domain_id"]]))
+    labels = ["" if domain == 0 else named.get((process, domain), f"domain {domain}") for process, domain in distinct]
+    return _categorical(codes, labels)
+
+
+def _range_frame(ranges: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
+    rows, rank = ranks.spread(ranges["process"].to_numpy())
+    names = ranges["name"].array[rows]
+    source = np.where(_matching(names, _PROFILER_STEP), RANGE_SOURCES.index("profiler_step"), RANGE_SOURCES.index("nvtx"))
+    return frame_from_columns(
+        {
+            "rank": rank,
+            "pid": ranges["process"].to_numpy()[rows] & _ID_MASK,
+            "tid": ranges["tid"].to_numpy()[rows],
+            "start": ranges["start"].to_numpy()[rows],
+            "end": ranges["end"].to_numpy()[rows],
+            "name": names,
+            "source": pd.Categorical.from_codes(source, dtype=RANGE_COLUMNS["source"]),
+            "domain": ranges["domain"].array[rows],
+        },
+        RANGE_COLUMNS,
+    )
+
+
+# --- synchronisation -----------------------------------------------------------------------------
+
+def _syncs(export: _Export, ops: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """Sync and event-record rows of every process (start, end, process, device, stream, event,
+    kind, correlation, wait_on_stream, record_correlation), linked before ranks are assigned:
+    an event may be recorded on one GPU and awaited on another."""
+    records = _event_records(export, calls)
+    syncs = pd.concat([records, _link_to_records(_sync_rows(export), records)], ignore_index=True)
+    syncs["device"] = _device_of_context(ops, syncs)
+    return syncs
+
+
+def _sync_rows(export: _Export) -> pd.DataFrame:
+    """CUPTI_ACTIVITY_KIND_SYNCHRONIZATION. 2025.1 and later carry deprecatedSyncType beside
+    syncType (every corpus file fills syncType and leaves deprecatedSyncType NULL) and eventSyncId;
+    2024.6 has syncType alone."""
+    if SYNCHRONIZATION not in export.tables:
+        return _empty(_SYNC_ROW_COLUMNS)
+    export.require(SYNCHRONIZATION, "start", "end", "deviceId", "streamId", "syncType")
+    columns = export.tables[SYNCHRONIZATION]
+    rows = export.select(SYNCHRONIZATION, {
+        **_op_exprs(export, SYNCHRONIZATION),
+        "event": "t.eventId" if "eventId" in columns else str(NO_ID),
+        "type": "COALESCE(t.syncType, t.deprecatedSyncType)" if "deprecatedSyncType" in columns else "t.syncType",
+    })
+    kind_of_type = {i: SYNC_KINDS.index(_SYNC_KIND_OF_TYPE[name])
+                    for i, (name, _) in export.enum("ENUM_CUPTI_SYNC_TYPE", _SYNC_TYPE).items()
+                    if name in _SYNC_KIND_OF_TYPE}
+    kind = rows.pop("type").map(kind_of_type)
+    rows = rows[kind.notna().to_numpy()].assign(kind=kind.dropna().astype(np.int8))  # "unknown" syncs name nothing
+    return _with_wait_columns(rows)
+
+
+def _event_records(export: _Export, calls: pd.DataFrame) -> pd.DataFrame:
+    """CUPTI_ACTIVITY_KIND_CUDA_EVENT rows, timed by their cudaEventRecord call (same process and
+    correlation id) as Kineto times its event records. Their own `timestamp` is a device-side
+    completion time, 0 unless collected, so a record whose call is not in the export is dropped."""
+    if CUDA_EVENTS not in export.tables:
+        return _empty(_SYNC_ROW_COLUMNS)
+    export.require(CUDA_EVENTS, "deviceId", "streamId", "correlationId", "eventId")
+    exprs = {k: v for k, v in _op_exprs(export, CUDA_EVENTS).items() if k not in ("start", "end")}
+    records = export.select(CUDA_EVENTS, {**exprs, "event": "t.eventId"})
+    record_calls = calls[np.isin(calls["correlation"].to_numpy(), records["correlation"].to_numpy())]
+    records = records.merge(record_calls[["process", "correlation", "start", "end"]], on=["process", "correlation"])
+    return _with_wait_columns(records.assign(kind=np.int8(SYNC_KINDS.index("event_record"))))
+
+
+_SYNC_ROW_COLUMNS = ("start", "end", "device", "context", "stream", "correlation", "process", "event", "kind",
+                     "wait_on_stream", "record_correlation")
+
+
+def _with_wait_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """CUPTI's "not applicable" ids become NO_ID; the wait columns start empty."""
+    for column in ("stream", "event", "device"):
+        rows[column] = np.where(rows[column].to_numpy() == _CUPTI_INVALID, NO_ID, rows[column].to_numpy())
+    return rows.assign(wait_on_stream=NO_ID, record_correlation=NO_ID).reset_index(drop=True)
+
+
+def _link_to_records(waits: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """For each stream_wait_event / event_sync: the stream and correlation id of the latest record
+    of the same event, in the same process, made before it (what Kineto gives as wait_on_stream
+    and wait_on_cuda_event_record_corr_id)."""
+    is_wait = (waits["kind"].isin([SYNC_KINDS.index(k) for k in ("stream_wait_event", "event_sync")]).to_numpy()
+               & (waits["event"].to_numpy() != NO_ID))
+    if not is_wait.any() or len(records) == 0:
+        return waits
+    asking = waits.loc[is_wait, ["process", "event", "start"]].reset_index().sort_values("start", kind="stable")
+    recorded = records[["process", "event", "start", "stream", "correlation"]].sort_values("start", kind="stable")
+    found = pd.merge_asof(asking, recorded, on="start", by=["process", "event"], allow_exact_matches=False)
+    found = found.dropna(subset=["stream"])
+    waits = waits.copy()
+    waits.loc[found["index"], "wait_on_stream"] = found["stream"].astype(np.int64).to_numpy()
+    waits.loc[found["index"], "record_correlation"] = found["correlation"].astype(np.int64).to_numpy()
+    return waits
+
+
+def _device_of_context(ops: pd.DataFrame, syncs: pd.DataFrame) -> np.ndarray:
+    """The device of each sync row's context. nsys 2026.2 writes deviceId 0 on the sync rows of a
+    process whose context runs on device 1 (mfu_2gpu_*.sqlite, h100_2gpu_1s.sqlite), while that
+    context's GPU ops carry the right deviceId: trust the ops, and the row's own deviceId only
+    for a context that ran no GPU op."""
+    contexts = ops[["process", "context", "device"]].drop_duplicates(["process", "context"])
+    contexts = contexts[contexts["context"].to_numpy() != NO_ID]
+    found = pd.MultiIndex.from_frame(contexts[["process", "context"]]).get_indexer(
+        pd.MultiIndex.from_frame(syncs[["process", "context"]]))
+    return np.where(found >= 0, contexts["device"].to_numpy()[found], syncs["device"].to_numpy())
+
+
+def _sync_frame(syncs: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
+    """A sync row belongs to the rank of its (process, device); rows on a device where the
+    process ran no GPU work order nothing and are dropped."""
+    rank = ranks.of_pairs(syncs["process"].to_numpy(), syncs["device"].to_numpy())
+    kept = syncs[rank != NO_ID]
+    return frame_from_columns(
+        {
+            "rank": rank[rank != NO_ID],
+            "kind": pd.Categorical.from_codes(kept["kind"].to_numpy(), dtype=SYNC_COLUMNS["kind"]),
+            **{c: kept[c].to_numpy() for c in ("start", "end", "device", "stream", "event", "wait_on_stream",
+                                                "record_correlation", "correlation")},
+        },
+        SYNC_COLUMNS,
+    )
+
+
+# --- NCCL collectives ----------------------------------------------------------------------------
+
+def _nccl_collectives(ops: pd.DataFrame, calls: pd.DataFrame, ranges: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
+    """One row per NCCL kernel whose NCCL calls are in the export's NVTX ranges (NCCL's own,
+    non-default domain): collective = those calls' names ("ncclAllReduce", or "ncclRecv+ncclSend"
+    for a group), correlation = the kernel's. A call's kernel is the first NCCL kernel launched on
+    its thread at or after the call began, from inside an NCCL range (the call itself, or the
+    ncclGroupEnd that flushes a group). NCCL's payloads (communicator, message size) are not in
+    the exports (binaryData is NULL), so process_group, sizes and dtype stay empty."""
+    nccl = ranges[(ranges["domain_id"].to_numpy() != 0) & _matching(ranges["name"].array, _NCCL_RANGE)]
+    launches = _nccl_launches(ops, calls, ranks)
+    if len(nccl) == 0 or len(launches) == 0:
+        return frame_from_columns({}, COLLECTIVE_COLUMNS)
+    launches = _launched_inside(launches, nccl)
+    nccl_calls = nccl[_matching(nccl["name"].array, _NCCL_CALL)]
+    paired = pd.merge_asof(nccl_calls[["process", "tid", "start", "name"]].sort_values("start", kind="stable"),
+                           launches[["process", "tid", "start", "rank", "correlation"]].sort_values("start", kind="stable"),
+                           on="start", by=["process", "tid"], direction="forward")
+    return _collective_rows(paired.dropna(subset=["rank"]))
+
+
+def _nccl_launches(ops: pd.DataFrame, calls: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
+    """Host calls (process, tid, start, correlation) that launched an NCCL kernel, with its rank."""
+    kernels = (ops["kind"].to_numpy() == GPU_OP_KINDS.index("kernel")) & _matching(ops["name"].array, _NCCL_KERNEL)
+    nccl_ops = pd.DataFrame({"process": ops["process"].to_numpy()[kernels],
+                             "correlation": ops["correlation"].to_numpy()[kernels],
+                             "rank": ranks.of_ops[kernels]})
+    candidates = calls[np.isin(calls["correlation"].to_numpy(), nccl_ops["correlation"].to_numpy())]
+    return candidates[["process", "tid", "start", "correlation"]].merge(nccl_ops, on=["process", "correlation"])
+
+
+def _launched_inside(launches: pd.DataFrame, nccl: pd.DataFrame) -> pd.DataFrame:
+    """The launches made from inside an NCCL range on their thread (NCCL's ranges do not nest, so
+    the latest range begun before the launch is the only one that can hold it)."""
+    spans = nccl[["process", "tid", "start", "end"]].rename(columns={"end": "range_end"})
+    enclosing = pd.merge_asof(launches.sort_values("start", kind="stable"), spans.sort_values("start", kind="stable"),
+                              on="start", by=["process", "tid"])
+    return enclosing[enclosing["range_end"].to_numpy() > enclosing["start"].to_numpy()]
+
+
+def _collective_rows(paired: pd.DataFrame) -> pd.DataFrame:
+    """Join each kernel's call names without a Python loop over kernels: each distinct name is a
+    bit, a kernel the sum of its names' bits, and each distinct sum is spelt once."""
+    names, codes = np.unique(paired["name"].astype(str).to_numpy(), return_inverse=True)
+    paired = paired.assign(bit=np.left_shift(1, codes.astype(np.int64)))
+    per_kernel = (paired.drop_duplicates(["rank", "correlation", "bit"])
+                  .groupby(["rank", "correlation"], sort=True)["bit"].sum().reset_index())
+    spelt = {mask: "+".join(n for i, n in enumerate(names) if mask >> i & 1) for mask in per_kernel["bit"].unique().tolist()}
+    return frame_from_columns(
+        {
+            "rank": per_kernel["rank"].to_numpy(),
+            "correlation": per_kernel["correlation"].to_numpy(),
+            "collective": per_kernel["bit"].map(spelt).to_numpy(),
+        },
+        COLLECTIVE_COLUMNS,
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _categorical(codes: np.ndarray, labels: Sequence[str]) -> pd.Categorical:
+    """Codes into `labels`, which may repeat (two ids with one text): repeats become one category."""
+    distinct, remap = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
+    return pd.Categorical.from_codes(remap[codes], categories=pd.Index(distinct.tolist()))
+
+
+def _matching(names: pd.Categorical, pattern: re.Pattern[str]) -> np.ndarray:
+    """Rows whose name matches `pattern` (re.search), each distinct name tested once."""
+    hit = np.fromiter((bool(pattern.search(c)) for c in names.categories), dtype=bool, count=len(names.categories))
+    return hit[names.codes] if hit.size else np.zeros(len(names), dtype=bool)
+
+
+def _empty(ints: Sequence[str], names: Sequence[str] = ()) -> pd.DataFrame:
+    """A raw table with no rows, for an export that lacks the table."""
+    empty = np.empty(0, np.int64)
+    return pd.DataFrame({**{c: empty for c in ints}, **{c: _categorical(empty, []) for c in names}})

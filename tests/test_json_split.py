@@ -20,10 +20,11 @@ events = st.lists(st.dictionaries(st.sampled_from(["ph", "name", "args", "ts", "
 
 
 def split(raw: bytes, size: int) -> tuple[list, dict]:
-    batches, splitter = split_events(raw[i:i + size] for i in range(0, len(raw), size))
+    batches, splitter = split_events((raw[i:i + size] for i in range(0, len(raw), size)), orjson.loads,
+                                     orjson.JSONDecodeError)
     out: list = []
     for batch in batches:
-        out += orjson.loads(batch)
+        out += batch
     return out, orjson.loads(splitter.skeleton)
 
 
@@ -45,6 +46,6 @@ def test_a_key_named_traceEvents_inside_a_string_or_deeper_is_not_the_list():
 
 @pytest.mark.parametrize("raw", [b'{"traceEvents": [{"a": 1}, {"b":', b'{"x": 1}'])
 def test_truncated_or_listless_documents_are_refused(raw):
-    batches, splitter = split_events([raw])
+    batches, splitter = split_events([raw], orjson.loads, orjson.JSONDecodeError)
     with pytest.raises(SplitError):
         list(batches)

@@ -1,17 +1,25 @@
 """Split a Chrome-trace JSON document into runs of complete `traceEvents` items while it streams in.
 
 Holding a 2 GB trace's text, or a Python object per event, is what makes trace tools need
-tens of GB. Instead the decompressed text arrives in chunks; a vectorised scan (numpy over the
-bytes: unescaped quotes, then braces and brackets outside strings, then their running depth)
-finds where events end, and each run of whole events is handed on to be decoded and reduced to
-columns before the next chunk is read. Everything outside the traceEvents list (distributedInfo,
-deviceProperties, ...) is kept as a small "skeleton" document with an empty list in its place.
+tens of GB. Instead the decompressed text arrives in chunks, and each run of whole events is
+decoded (by the caller's decoder) and reduced to columns before the next chunk is read.
+
+Where a run of events ends is found in two ways. Fast: cut after the last `},` in the chunk
+and let the decoder judge `[` + text + `]`: the text starts at an event boundary, so it parses as
+a list only if the cut lies between events too (a cut inside a string or a nested value leaves
+brackets or quotes unbalanced). When that fails, and at the end of the list: a vectorised scan
+(numpy over the bytes: unescaped quotes, then braces and brackets outside strings, then their
+running depth) finds the boundaries exactly. Everything outside the traceEvents list
+(distributedInfo, deviceProperties, ...) is kept as a small "skeleton" document with an empty
+list in its place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +27,8 @@ _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _OPEN = (ord("{"), ord("["))
 _CLOSE = (ord("}"), ord("]"))
 _KEY = b'"traceEvents"'
+_EVENT_END = re.compile(rb"\}\s*,")
+_TAIL = 1 << 20  # look for the last event end within this many bytes of the chunk's end
 
 
 class SplitError(ValueError):
@@ -75,17 +85,23 @@ def _escaped(a: np.ndarray, quotes: np.ndarray) -> np.ndarray:
 
 
 class EventSplitter:
-    """Feed decompressed chunks with `feed`; it yields byte strings `[ev, ev, ...]` holding only
-    whole events. After `close`, `skeleton` is the document with `"traceEvents": []`."""
+    """Feed decompressed chunks with `feed`; it yields the decoded runs of whole events, each
+    `decode([ev, ev, ...])`. `decode` raises `malformed` for text that is not JSON (and may raise
+    other errors, which pass through). After `close`, `skeleton` is the document with
+    `"traceEvents": []`."""
 
-    def __init__(self) -> None:
+    def __init__(self, decode: Callable[[bytearray], Any], malformed: type[Exception],
+                 not_malformed: tuple[type[Exception], ...] = ()) -> None:
+        self._decode = decode
+        self._malformed = malformed
+        self._not_malformed = not_malformed  # subclasses of `malformed` that mean "valid JSON, wrong content"
         self._prefix = bytearray()  # text before the traceEvents list (still looking for it)
         self._carry = bytearray()  # an incomplete event, waiting for the next chunk
         self._suffix = bytearray()  # text after the list
         self._state = "prefix"  # -> "events" -> "suffix"
         self.skeleton: bytes = b""
 
-    def feed(self, chunk: bytes | bytearray) -> Iterator[bytes]:
+    def feed(self, chunk: bytes | bytearray) -> Iterator[Any]:
         if self._state == "prefix":
             self._prefix += chunk
             start = self._find_list_start()
@@ -99,15 +115,42 @@ class EventSplitter:
         else:
             self._suffix += chunk
             return
-        yield from self._cut_events()
+        decoded = self._fast_cut()
+        if decoded is not None:
+            yield decoded
+        elif len(self._carry) > len(chunk):  # a chunk without a usable cut: settle it exactly
+            yield from self._cut_events()
 
-    def close(self) -> None:
+    def close(self) -> Iterator[Any]:
+        if self._state == "events":
+            yield from self._cut_events()
         if self._state == "prefix":
             raise SplitError("no traceEvents list")
         if self._state == "events":
             raise SplitError("the traceEvents list never ends (truncated file?)")
         # the prefix ends with the list's '[' and the suffix starts with its ']'
         self.skeleton = bytes(self._prefix) + bytes(self._suffix)
+
+    def _fast_cut(self) -> Any | None:
+        """Decode the events before the last `},` if they parse as a list; None if they do not."""
+        tail = max(0, len(self._carry) - _TAIL)
+        last = None
+        for last in _EVENT_END.finditer(self._carry, tail):
+            pass
+        if last is None:
+            return None
+        cut = last.start() + 1
+        batch = _as_list(self._carry, cut)
+        if batch is None:
+            return None
+        try:
+            decoded = self._decode(batch)
+        except self._not_malformed:
+            raise
+        except self._malformed:
+            return None
+        del self._carry[:cut]
+        return decoded
 
     def _find_list_start(self) -> int | None:
         """Index just after the '[' that opens the root-level traceEvents list, or None."""
@@ -123,7 +166,7 @@ class EventSplitter:
             at = self._prefix.find(_KEY, at + 1)
         return None
 
-    def _cut_events(self) -> Iterator[bytes]:
+    def _cut_events(self) -> Iterator[Any]:
         struct = _scan(self._carry, 2)  # inside the root object (1) and the list (2)
         ends = struct.pos[(struct.depth_after == 2) & struct.closes]
         list_end = struct.pos[struct.depth_after == 1]
@@ -134,14 +177,14 @@ class EventSplitter:
             self._carry = bytearray()
             self._state = "suffix"
             if batch is not None:
-                yield batch
+                yield self._decode(batch)
             return
         if ends.size:
             cut = int(ends[-1]) + 1
             batch = _as_list(self._carry, cut)
             del self._carry[:cut]
             if batch is not None:
-                yield batch
+                yield self._decode(batch)
 
 
 def _as_list(buf: bytearray, end: int) -> bytearray | None:
@@ -157,13 +200,15 @@ def _as_list(buf: bytearray, end: int) -> bytearray | None:
     return out
 
 
-def split_events(chunks: Iterable[bytes | bytearray]) -> tuple[Iterator[bytes], EventSplitter]:
-    """Convenience: (iterator over event batches, the splitter whose skeleton is set at the end)."""
-    splitter = EventSplitter()
+def split_events(chunks: Iterable[bytes | bytearray], decode: Callable[[bytearray], Any],
+                 malformed: type[Exception], not_malformed: tuple[type[Exception], ...] = ()
+                 ) -> tuple[Iterator[Any], EventSplitter]:
+    """(iterator over decoded event runs, the splitter whose skeleton is set once it is exhausted)."""
+    splitter = EventSplitter(decode, malformed, not_malformed)
 
-    def batches() -> Iterator[bytes]:
+    def batches() -> Iterator[Any]:
         for chunk in chunks:
             yield from splitter.feed(chunk)
-        splitter.close()
+        yield from splitter.close()
 
     return batches(), splitter

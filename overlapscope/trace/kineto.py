@@ -115,12 +115,12 @@ def read_kineto(chunks: Iterable[bytes | bytearray], source: str, rank: int | No
     """Parse one rank's Kineto JSON from its decompressed chunks. `rank` is the file-name or
     default rank, used only when the trace has no distributedInfo.rank."""
     columns = _Columns()
-    batches, splitter = split_events(chunks)
+    batches, splitter = split_events(chunks, _events_decoder.decode, msgspec.DecodeError, (msgspec.ValidationError,))
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of short-lived structs: cyclic GC passes would only cost time
     try:
-        for batch in batches:
-            columns.add(_events_decoder.decode(batch))
+        for events in batches:
+            columns.add(events)
         skeleton = _skeleton_decoder.decode(splitter.skeleton)
     except SplitError as e:
         raise BadInput(source, f"not valid JSON ({e})") from None

@@ -3,8 +3,9 @@
 The file uses the table and column names of a real `nsys export --type sqlite` (2026.2): kernels
 in CUPTI_ACTIVITY_KIND_KERNEL with names in StringIds, one cudaLaunchKernel per kernel in
 CUPTI_ACTIVITY_KIND_RUNTIME (same correlationId, per process as CUPTI numbers them), NVTX
-push/pop ranges (ProfilerStep#N and layer ranges), a memcpy per step. Every process runs one GPU;
-every tenth kernel is an NCCL kernel on a side stream, overlapping the compute stream.
+push/pop ranges (ten ProfilerStep#N per process and a layer range per 50 launches), a memcpy per
+step. Every process runs one GPU; every tenth kernel is an NCCL kernel on a side stream,
+overlapping the compute stream.
 
     python benchmarks/gen_nsys.py /tmp/nsys_1m.sqlite --kernels 1000000 --analyze
 """
@@ -12,6 +13,7 @@ every tenth kernel is an NCCL kernel on a side stream, overlapping the compute s
 from __future__ import annotations
 
 import argparse
+import math
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +27,8 @@ COMPUTE_STREAM, COMM_STREAM = 7, 20
 COMPUTE_KERNELS = (
     "void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<c10::BFloat16>>(int, T2, T3)",
     "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_segment_k_off_kernel",
-    "void flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128, 128, 64, 4, false, false, cutlass::bfloat16_t>>(Flash_fwd_params)",
+    "void flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128, 128, 64, 4, false, false, cutlass::bfloat16_t>>"
+    "(Flash_fwd_params)",
     "triton_poi_fused_add_mul_rsqrt_0",
     "void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::MeanOps<float, float>>>(T3)",
     "void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_32x32_128x2_tn_align8>(T1::Params)",
@@ -39,7 +42,8 @@ LAYER = "decoder_layer"
 DDL = {
     "StringIds": "CREATE TABLE StringIds (id INTEGER NOT NULL PRIMARY KEY, value TEXT NOT NULL)",
     "META_DATA_EXPORT": "CREATE TABLE META_DATA_EXPORT (name TEXT NOT NULL, value TEXT)",
-    "ENUM_NSYS_EVENT_CLASS": "CREATE TABLE ENUM_NSYS_EVENT_CLASS (id INTEGER NOT NULL PRIMARY KEY, name TEXT, label TEXT)",
+    "ENUM_NSYS_EVENT_CLASS":
+        "CREATE TABLE ENUM_NSYS_EVENT_CLASS (id INTEGER NOT NULL PRIMARY KEY, name TEXT, label TEXT)",
     "CUPTI_ACTIVITY_KIND_KERNEL": """CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (
         start INTEGER NOT NULL, end INTEGER NOT NULL, deviceId INTEGER NOT NULL, contextId INTEGER NOT NULL,
         greenContextId INTEGER, streamId INTEGER NOT NULL, correlationId INTEGER, globalPid INTEGER,
@@ -72,8 +76,10 @@ def global_pid(pid: int) -> int:
 
 
 def generate(path: Path, kernels: int = 1_000_000, processes: int = 2, comm_every: int = 10,
-             kernels_per_step: int = 10_000, kernels_per_layer: int = 50, seed: int = 0) -> Path:
-    """Write the export to `path` (replacing it) and return the path."""
+             steps: int = 10, kernels_per_layer: int = 50, seed: int = 0) -> Path:
+    """Write the export to `path` (replacing it) and return the path. `kernels` are shared out
+    over `processes` (one GPU each); each process has `steps` ProfilerStep ranges and a layer
+    range every `kernels_per_layer` launches."""
     path = Path(path)
     path.unlink(missing_ok=True)
     strings = [*COMPUTE_KERNELS, COMM_KERNEL, LAUNCH, MEMCPY, LAYER]
@@ -92,8 +98,8 @@ def generate(path: Path, kernels: int = 1_000_000, processes: int = 2, comm_ever
                      (1, "TRACE_PROCESS_EVENT_CUDA_DRIVER", "CUDA driver")])
     for device in range(processes):
         share = kernels // processes + (device < kernels % processes)
-        _write_process(con, rng, string_id, pid=4000 + device, device=device, kernels=share,
-                       comm_every=comm_every, kernels_per_step=kernels_per_step, kernels_per_layer=kernels_per_layer)
+        _write_process(con, rng, string_id, pid=4000 + device, device=device, kernels=share, comm_every=comm_every,
+                       kernels_per_step=math.ceil(share / steps), kernels_per_layer=kernels_per_layer)
     con.commit()
     con.close()
     return path
@@ -118,7 +124,8 @@ def _write_process(con: sqlite3.Connection, rng: np.random.Generator, string_id:
     launch = start - 30_000 - np.where(is_comm, 4_000, 0)
     n = kernels
     con.executemany(
-        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?,?,?,?,NULL,?,?,?,?,?,NULL,0,0,32,?,1,1,256,1,1,0,0,0,0,?,0,NULL,0)",
+        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES "
+        "(?,?,?,?,NULL,?,?,?,?,?,NULL,0,0,32,?,1,1,256,1,1,0,0,0,0,?,0,NULL,0)",
         zip(start.tolist(), end.tolist(), [device] * n, [context] * n,
             np.where(is_comm, COMM_STREAM, COMPUTE_STREAM).tolist(), correlation.tolist(), [gpid] * n,
             name.tolist(), name.tolist(), (i % 1024 + 1).tolist(), correlation.tolist()))

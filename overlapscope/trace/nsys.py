@@ -53,6 +53,7 @@ _ID_BITS = 24
 _ID_MASK = (1 << _ID_BITS) - 1
 _CUPTI_INVALID = 0xFFFFFFFF  # CUPTI's "not applicable" stream / event / device id
 
+_MAX_PARAMS = 999  # SQLITE_MAX_VARIABLE_NUMBER before SQLite 3.32
 _NVTX_PUSH_POP, _NVTX_START_END, _NVTX_DOMAIN_CREATE = 59, 60, 75
 _PROFILER_STEP = re.compile(r"^ProfilerStep\s*#\s*\d+$")
 _API_VERSION_SUFFIX = re.compile(r"_v\d+$")  # cudaLaunchKernel_v7000 -> cudaLaunchKernel, as Kineto names it
@@ -62,7 +63,8 @@ _NCCL_RANGE = re.compile(r"^nccl")
 _NCCL_CALL = re.compile(r"^nccl(?:AllReduce|AllGather|ReduceScatter|Reduce|Broadcast|Bcast|Send|Recv|AlltoAll"
                         r"|Gather|Scatter)$")
 
-# Used when an export lacks its ENUM_* table (hand-trimmed files do): CUPTI's own numbering.
+# Used when an export lacks its ENUM_* table (hand-trimmed files do): the ids CUPTI and nsys use,
+# as every corpus export's ENUM tables list them.
 _MEMCPY_OPER = {
     0: ("CUDA_MEMCPY_KIND_UNKNOWN", "Unknown"), 1: ("CUDA_MEMCPY_KIND_HTOD", "Host-to-Device"),
     2: ("CUDA_MEMCPY_KIND_DTOH", "Device-to-Host"), 3: ("CUDA_MEMCPY_KIND_HTOA", "Host-to-Array"),
@@ -72,6 +74,12 @@ _MEMCPY_OPER = {
     10: ("CUDA_MEMCPY_KIND_PTOP", "Peer-to-Peer"), 11: ("CUDA_MEMCPY_KIND_UVM_HTOD", "Unified Host-to-Device"),
     12: ("CUDA_MEMCPY_KIND_UVM_DTOH", "Unified Device-to-Host"),
     13: ("CUDA_MEMCPY_KIND_UVM_DTOD", "Unified Device-to-Device"),
+}
+_MEM_KIND = {
+    0: ("CUDA_MEMOPR_MEMORY_KIND_PAGEABLE", "Pageable"), 1: ("CUDA_MEMOPR_MEMORY_KIND_PINNED", "Pinned"),
+    2: ("CUDA_MEMOPR_MEMORY_KIND_DEVICE", "Device"), 3: ("CUDA_MEMOPR_MEMORY_KIND_ARRAY", "Array"),
+    4: ("CUDA_MEMOPR_MEMORY_KIND_MANAGED", "Managed"), 5: ("CUDA_MEMOPR_MEMORY_KIND_DEVICE_STATIC", "Device Static"),
+    6: ("CUDA_MEMOPR_MEMORY_KIND_MANAGED_STATIC", "Managed Static"), 7: ("CUDA_MEMOPR_MEMORY_KIND_UNKNOWN", "Unknown"),
 }
 _SYNC_TYPE = {
     1: ("CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_EVENT_SYNCHRONIZE", "Event sync"),
@@ -86,6 +94,9 @@ _SYNC_KIND_OF_TYPE = {
     "CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_STREAM_SYNCHRONIZE": "stream_sync",
     "CUPTI_ACTIVITY_SYNCHRONIZATION_TYPE_CONTEXT_SYNCHRONIZE": "context_sync",
 }
+# the raw sync table the reader builds before ranks are assigned
+_SYNC_ROW_COLUMNS = ("start", "end", "device", "context", "stream", "correlation", "process", "event", "kind",
+                     "wait_on_stream", "record_correlation")
 
 
 def read_nsys(path: Path, source: str, first_rank: int = 0) -> Trace:
@@ -103,7 +114,7 @@ class _Export:
     def __init__(self, path: Path, source: str, tables: dict[str, set[str]] | None = None):
         self.path = path
         self.source = source
-        # read-only; check_same_thread off so that a twin can be closed from the thread that made it
+        # read-only; check_same_thread off because a twin is opened here and queried by a worker thread
         self.con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         self.tables = tables if tables is not None else self._schema()
 
@@ -139,20 +150,25 @@ class _Export:
         count, *joined = self.con.execute(f"SELECT count(*), {aggregates} FROM ({rows})").fetchone()
         out = {}
         for (name, expr), text in zip(ints.items(), joined):
-            out[name] = np.fromstring(text or "", dtype=np.int64, sep=" ")
-            if out[name].size != count:
-                raise BadInput(self.source, f"{table}: {expr} holds values that are not integers")
+            out[name] = _parse_ints(text or "")
+            if out[name] is None or out[name].size != count:
+                raise BadInput(self.source, f"{table}: {expr.removeprefix('t.')} holds values that are not integers")
         for name, expr in (texts or {}).items():
             query = f"SELECT {expr} FROM {table} AS t {join} {where} ORDER BY t.rowid"
             out[name] = np.array([v for (v,) in self.con.execute(query)], dtype=object)
         return pd.DataFrame(out)
 
     def strings(self, ids: np.ndarray) -> dict[int, str]:
-        """StringIds values of the given ids (passed as JSON, so any number of ids fits one query)."""
-        if "StringIds" not in self.tables or ids.size == 0:
+        """StringIds values of the given (distinct) ids, in chunks that fit SQLite's oldest limit
+        on query parameters."""
+        if "StringIds" not in self.tables:
             return {}
-        wanted = "[" + ",".join(map(str, ids.tolist())) + "]"
-        return dict(self.rows("SELECT id, value FROM StringIds WHERE id IN (SELECT value FROM json_each(?))", wanted))
+        found: dict[int, str] = {}
+        for first in range(0, ids.size, _MAX_PARAMS):
+            chunk = ids[first:first + _MAX_PARAMS].tolist()
+            marks = ", ".join("?" * len(chunk))
+            found.update(self.rows(f"SELECT id, value FROM StringIds WHERE id IN ({marks})", *chunk))
+        return found
 
     def enum(self, table: str, fallback: dict[int, tuple[str, str]]) -> dict[int, tuple[str, str]]:
         """An ENUM_* table as id -> (name, label), or CUPTI's numbering when the export has none."""
@@ -169,7 +185,9 @@ class _Export:
     def sole_process(self) -> int:
         """Hand-trimmed exports may drop globalPid from GPU rows: then they can only belong to the
         one process that made CUDA calls."""
-        found = self.rows(f"SELECT DISTINCT globalTid >> {_ID_BITS} FROM {RUNTIME}") if self.has(RUNTIME, "globalTid") else []
+        if not self.has(RUNTIME, "globalTid"):
+            return 0
+        found = self.rows(f"SELECT DISTINCT globalTid >> {_ID_BITS} FROM {RUNTIME}")
         if len(found) > 1:
             raise BadInput(self.source, f"GPU activity has no globalPid and {len(found)} processes made CUDA calls: "
                                         "cannot tell which process ran which kernel")
@@ -269,7 +287,7 @@ def _memset_rows(export: _Export) -> tuple[pd.DataFrame, list[str]]:
     kind = "t.memKind" if "memKind" in export.tables[MEMSETS] else str(NO_ID)
     rows = export.select(MEMSETS, {**_op_exprs(export, MEMSETS), "name": kind})
     codes, kinds = pd.factorize(rows["name"].to_numpy())
-    mem_kind = export.enum("ENUM_CUDA_MEM_KIND", {})
+    mem_kind = export.enum("ENUM_CUDA_MEM_KIND", _MEM_KIND)
     rows["name"] = codes
     return rows, [f"Memset ({mem_kind[k][1]})" if k in mem_kind else "Memset" for k in kinds.tolist()]
 
@@ -312,8 +330,7 @@ class _Ranks:
     def of_pairs(self, process: np.ndarray, device: np.ndarray) -> np.ndarray:
         """The rank of each (process, device), NO_ID where that pair ran no GPU work."""
         pairs = pd.MultiIndex.from_arrays([self.process, self.device])
-        found = pairs.get_indexer(pd.MultiIndex.from_arrays([process, device]))
-        return np.where(found >= 0, self.numbers[found], NO_ID)
+        return _take(self.numbers, pairs.get_indexer(pd.MultiIndex.from_arrays([process, device])), NO_ID)
 
     def spread(self, process: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, rank) for each row and each rank of the row's process: host rows belong to every
@@ -358,7 +375,8 @@ def _gpu_names(export: _Export) -> Callable[[int, int], str | None]:
     by_cuda_device = dict(export.rows(f"SELECT {cuda_column}, name FROM TARGET_INFO_GPU"))
     gpu_of = {}
     if export.has("TARGET_INFO_CUDA_DEVICE", "gpuId", "cudaId", "pid"):
-        gpu_of = {(pid, cuda): gpu for gpu, cuda, pid in export.rows("SELECT gpuId, cudaId, pid FROM TARGET_INFO_CUDA_DEVICE")}
+        rows = export.rows("SELECT gpuId, cudaId, pid FROM TARGET_INFO_CUDA_DEVICE")
+        gpu_of = {(pid, cuda): gpu for gpu, cuda, pid in rows}
 
     def name(pid: int, device: int) -> str | None:
         if (pid, device) in gpu_of:
@@ -379,12 +397,13 @@ def _host_calls(export: _Export) -> pd.DataFrame:
     calls = export.select(RUNTIME, {
         "start": "t.start",
         "end": 't."end"',
-        "process": f"t.globalTid >> {_ID_BITS}",
-        "tid": f"t.globalTid & {_ID_MASK}",
+        "process": "t.globalTid",  # split below: one column out of SQLite instead of two
         "correlation": "t.correlationId",
         "name": "t.nameId",
         "event_class": "t.eventClass" if "eventClass" in export.tables[RUNTIME] else str(NO_ID),
     })
+    global_tid = calls["process"].to_numpy()
+    calls["process"], calls["tid"] = global_tid >> _ID_BITS, global_tid & _ID_MASK
     classes = export.enum("ENUM_NSYS_EVENT_CLASS", _EVENT_CLASS)
     driver = [i for i, (name, _) in classes.items() if name == "TRACE_PROCESS_EVENT_CUDA_DRIVER"]
     is_driver = np.isin(calls.pop("event_class").to_numpy(), driver)
@@ -428,7 +447,7 @@ def _nvtx_ranges(export: _Export) -> pd.DataFrame:
             "end": 't."end"',
             "process": f"t.globalTid >> {_ID_BITS}",
             "tid": f"t.globalTid & {_ID_MASK}",
-            "domain_id": "t.domainId" if "domainId" in export.tables[NVTX] else "0",
+            "domain_id": "COALESCE(t.domainId, 0)" if "domainId" in export.tables[NVTX] else "0",  # NULL: default
         },
         texts={"name": _nvtx_text(export)},
         join=_join_strings(export),
@@ -444,11 +463,13 @@ def _nvtx_text(export: _Export) -> str:
     """A range's name: its text, else its registered string (textId)."""
     sources = ["t.text"] if "text" in export.tables[NVTX] else []
     sources += ["s.value"] if _join_strings(export) else []
-    return f"COALESCE({', '.join([*sources, repr('')])})"
+    return f"CAST(COALESCE({', '.join([*sources, repr('')])}) AS TEXT)"
 
 
 def _join_strings(export: _Export) -> str:
-    return "LEFT JOIN StringIds AS s ON s.id = t.textId" if export.has(NVTX, "textId") and "StringIds" in export.tables else ""
+    if export.has(NVTX, "textId") and "StringIds" in export.tables:
+        return "LEFT JOIN StringIds AS s ON s.id = t.textId"
+    return ""
 
 
 def _domain_names(export: _Export, ranges: pd.DataFrame) -> pd.Categorical:
@@ -468,7 +489,8 @@ def _domain_names(export: _Export, ranges: pd.DataFrame) -> pd.Categorical:
 def _range_frame(ranges: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
     rows, rank = ranks.spread(ranges["process"].to_numpy())
     names = ranges["name"].array[rows]
-    source = np.where(_matching(names, _PROFILER_STEP), RANGE_SOURCES.index("profiler_step"), RANGE_SOURCES.index("nvtx"))
+    is_step = _matching(names, _PROFILER_STEP)
+    source = np.where(is_step, RANGE_SOURCES.index("profiler_step"), RANGE_SOURCES.index("nvtx"))
     return frame_from_columns(
         {
             "rank": rank,
@@ -531,10 +553,6 @@ def _event_records(export: _Export, calls: pd.DataFrame) -> pd.DataFrame:
     return _with_wait_columns(records.assign(kind=np.int8(SYNC_KINDS.index("event_record"))))
 
 
-_SYNC_ROW_COLUMNS = ("start", "end", "device", "context", "stream", "correlation", "process", "event", "kind",
-                     "wait_on_stream", "record_correlation")
-
-
 def _with_wait_columns(rows: pd.DataFrame) -> pd.DataFrame:
     """CUPTI's "not applicable" ids become NO_ID; the wait columns start empty."""
     for column in ("stream", "event", "device"):
@@ -569,7 +587,7 @@ def _device_of_context(ops: pd.DataFrame, syncs: pd.DataFrame) -> np.ndarray:
     contexts = contexts[contexts["context"].to_numpy() != NO_ID]
     found = pd.MultiIndex.from_frame(contexts[["process", "context"]]).get_indexer(
         pd.MultiIndex.from_frame(syncs[["process", "context"]]))
-    return np.where(found >= 0, contexts["device"].to_numpy()[found], syncs["device"].to_numpy())
+    return _take(contexts["device"].to_numpy(), found, syncs["device"].to_numpy())
 
 
 def _sync_frame(syncs: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
@@ -598,14 +616,13 @@ def _nccl_collectives(ops: pd.DataFrame, calls: pd.DataFrame, ranges: pd.DataFra
     ncclGroupEnd that flushes a group). NCCL's payloads (communicator, message size) are not in
     the exports (binaryData is NULL), so process_group, sizes and dtype stay empty."""
     nccl = ranges[(ranges["domain_id"].to_numpy() != 0) & _matching(ranges["name"].array, _NCCL_RANGE)]
-    launches = _nccl_launches(ops, calls, ranks)
-    if len(nccl) == 0 or len(launches) == 0:
+    if len(nccl) == 0:
         return frame_from_columns({}, COLLECTIVE_COLUMNS)
-    launches = _launched_inside(launches, nccl)
+    launches = _launched_inside(_nccl_launches(ops, calls, ranks), nccl)
     nccl_calls = nccl[_matching(nccl["name"].array, _NCCL_CALL)]
-    paired = pd.merge_asof(nccl_calls[["process", "tid", "start", "name"]].sort_values("start", kind="stable"),
-                           launches[["process", "tid", "start", "rank", "correlation"]].sort_values("start", kind="stable"),
-                           on="start", by=["process", "tid"], direction="forward")
+    calls_by_time = nccl_calls[["process", "tid", "start", "name"]].sort_values("start", kind="stable")
+    launches_by_time = launches[["process", "tid", "start", "rank", "correlation"]].sort_values("start", kind="stable")
+    paired = pd.merge_asof(calls_by_time, launches_by_time, on="start", by=["process", "tid"], direction="forward")
     return _collective_rows(paired.dropna(subset=["rank"]))
 
 
@@ -635,7 +652,8 @@ def _collective_rows(paired: pd.DataFrame) -> pd.DataFrame:
     paired = paired.assign(bit=np.left_shift(1, codes.astype(np.int64)))
     per_kernel = (paired.drop_duplicates(["rank", "correlation", "bit"])
                   .groupby(["rank", "correlation"], sort=True)["bit"].sum().reset_index())
-    spelt = {mask: "+".join(n for i, n in enumerate(names) if mask >> i & 1) for mask in per_kernel["bit"].unique().tolist()}
+    masks = per_kernel["bit"].unique().tolist()
+    spelt = {mask: "+".join(n for i, n in enumerate(names) if mask >> i & 1) for mask in masks}
     return frame_from_columns(
         {
             "rank": per_kernel["rank"].to_numpy(),
@@ -647,6 +665,22 @@ def _collective_rows(paired: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+def _parse_ints(text: str) -> np.ndarray | None:
+    """Space-separated integers, or None where one is not (older numpy warns and stops short
+    instead, which the caller's row count catches)."""
+    try:
+        return np.fromstring(text, dtype=np.int64, sep=" ")
+    except ValueError:
+        return None
+
+
+def _take(values: np.ndarray, index: np.ndarray, missing: np.ndarray | int) -> np.ndarray:
+    """values[index], and `missing` where index is -1 (get_indexer's "not found")."""
+    if values.size == 0:
+        return np.broadcast_to(missing, index.shape).copy()
+    return np.where(index >= 0, values[index], missing)
+
 
 def _categorical(codes: np.ndarray, labels: Sequence[str]) -> pd.Categorical:
     """Codes into `labels`, which may repeat (two ids with one text): repeats become one category."""

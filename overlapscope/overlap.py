@@ -89,7 +89,7 @@ class Analysis:
 
 def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = ()) -> Analysis:
     """The overlap table of a run: whole trace per rank, each `--region` regex, each profiler step."""
-    patterns = [_compile_region(r) for r in regions]
+    patterns = compile_regions(regions)
     launch = launch_points(trace)
     out = Analysis()
     for info in trace.ranks:
@@ -107,10 +107,51 @@ def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = ()) -> Analysis
             inside = comm & launched_inside(launch, matched)
             out.regions.append(_scope_row(info.rank, regex, len(matched), _union_of(ops, inside), compute_set))
         steps = host_ranges[host_ranges["source"] == "profiler_step"]
-        for name, step_ranges in steps.groupby("name", observed=True, sort=False):
-            inside = comm & launched_inside(launch, step_ranges)
-            out.steps.append(_scope_row(info.rank, str(name), len(step_ranges), _union_of(ops, inside), compute_set))
+        out.steps.extend(_step_rows(info.rank, ops, comm, launch, steps, compute_set))
     return out
+
+
+def _step_rows(rank: int, ops: pd.DataFrame, comm: np.ndarray, launch: LaunchPoints, steps: pd.DataFrame,
+               compute: iv.IntervalSet) -> list[ScopeRow]:
+    """One row per ProfilerStep name, in one pass: each comm op is assigned its step, then each
+    step's comm is intersected only with the compute inside that comm's span (steps × ops would
+    cost seconds on a million ops)."""
+    if len(steps) == 0:
+        return []
+    names = steps["name"].astype(str).to_numpy()
+    order = pd.unique(names)
+    name_index = {n: i for i, n in enumerate(order)}
+    step_of_op = np.full(len(ops), -1, dtype=np.int64)
+    for (pid, tid), group in steps.groupby(["pid", "tid"], sort=False):
+        # steps follow each other on their thread: the step of a launch is the last one starting
+        # at or before it, provided the launch is before that step's end
+        group = group.sort_values("start")
+        ids = np.array([name_index[n] for n in group["name"].astype(str)], dtype=np.int64)
+        mine = np.flatnonzero(comm & (launch.pid == pid) & (launch.tid == tid) & (launch.rank == rank))
+        at = np.searchsorted(group["start"].to_numpy(), launch.time[mine], side="right") - 1
+        ok = at >= 0
+        ok[ok] = launch.time[mine][ok] < group["end"].to_numpy()[at[ok]]
+        step_of_op[mine[ok]] = ids[at[ok]]
+    starts, ends = ops["start"].to_numpy(), ops["end"].to_numpy()
+    op_order = np.argsort(step_of_op, kind="stable")
+    bounds = np.searchsorted(step_of_op[op_order], np.arange(len(order) + 1))
+    ranges_per_name = pd.Series(names).value_counts()
+    rows = []
+    for i, name in enumerate(order):
+        idx = op_order[bounds[i]:bounds[i + 1]]
+        c = iv.union(starts[idx], ends[idx])
+        k = _within(compute, c)
+        rows.append(_scope_row(rank, str(name), int(ranges_per_name[name]), c, k))
+    return rows
+
+
+def _within(s: iv.IntervalSet, span_of: iv.IntervalSet) -> iv.IntervalSet:
+    """The intervals of `s` that can meet `span_of` (those overlapping its overall span)."""
+    if span_of[0].size == 0 or s[0].size == 0:
+        return iv.empty()
+    lo = np.searchsorted(s[1], span_of[0][0], side="right")
+    hi = np.searchsorted(s[0], span_of[1][-1], side="left")
+    return s[0][lo:hi], s[1][lo:hi]
 
 
 def _scope_row(rank: int, name: str, n_ranges: int, comm: iv.IntervalSet, compute: iv.IntervalSet) -> ScopeRow:
@@ -120,6 +161,11 @@ def _scope_row(rank: int, name: str, n_ranges: int, comm: iv.IntervalSet, comput
 
 def _union_of(ops: pd.DataFrame, mask: np.ndarray) -> iv.IntervalSet:
     return iv.union(ops["start"].to_numpy()[mask], ops["end"].to_numpy()[mask])
+
+
+def compile_regions(regions: list[str] | tuple[str, ...]) -> list[re.Pattern[str]]:
+    """The --region regexes, compiled; a bad one is BadInput."""
+    return [_compile_region(r) for r in regions]
 
 
 def _compile_region(regex: str) -> re.Pattern[str]:

@@ -114,4 +114,5 @@ def test_whole_trace_overlap_agrees_with_hta(path, tmp_path):
 
 
 def test_the_nccl_corpus_is_not_empty():
+    corpus_path("kineto", "hta")  # skips without the corpus, fails in CI
     assert len(NCCL_FILES) >= 5

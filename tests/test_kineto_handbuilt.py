@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from builders import KinetoBuilder
@@ -149,3 +151,24 @@ def test_sync_records_and_derived_event_records(tmp_path):
     assert (rec["stream"], rec["correlation"], rec["event"], rec["start"]) == (7, 500, 3, 100)
     wait = syncs[syncs["kind"] == "stream_wait_event"].iloc[0]
     assert (wait["stream"], wait["wait_on_stream"], wait["record_correlation"]) == (20, 7, 500)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 50_000), st.integers(1, 5_000), st.integers(0, 30_000)),
+                min_size=1, max_size=30),
+       st.lists(st.integers(1, 10_000), min_size=1, max_size=5))
+def test_step_rows_equal_each_step_taken_as_a_region(tmp_path_factory, ops, step_lengths):
+    """The one-pass step assignment agrees with the per-range region path for every step."""
+    b = KinetoBuilder(rank=0)
+    t = 0
+    for i, length in enumerate(step_lengths):
+        b.annotation(f"ProfilerStep#{i}", t, t + length)
+        t += length
+    for is_comm, start, dur, launch in ops:
+        b.kernel("ncclDevKernel_X" if is_comm else "gemm", 20 if is_comm else 7, start, start + dur, launch_at=launch)
+    trace = load([b.write(tmp_path_factory.mktemp("steps") / "t.json")])
+    result = analyze(trace, [f"^ProfilerStep#{i}$" for i in range(len(step_lengths))])
+    by_step = {s.region: s for s in result.steps}
+    for region in result.regions:
+        step = by_step[region.region.strip("^$")]
+        assert (step.comm_ns, step.overlap_ns, step.ranges) == (region.comm_ns, region.overlap_ns, region.ranges)

@@ -52,9 +52,13 @@ def empty_table() -> pd.DataFrame:
 def collect_accesses(trace: Trace, launch: LaunchPoints, et: ExecutionTrace | None) -> Accesses:
     """All accesses of one rank (`trace` holds that rank only)."""
     notes: list[str] = []
-    parts = [mark_accesses(trace, launch, notes)]
+    marked, inside_host_marks = mark_accesses(trace, launch, notes)
+    parts = [marked]
     if et is not None:
-        parts.append(et_accesses(trace, launch, et, notes))
+        from_et = et_accesses(trace, launch, et, notes)
+        # an on="host" mark says what its range touches; the GPU ops launched inside it carry
+        # out that host-side access (a copy standing in for the NIC), not accesses of their own
+        parts.append(from_et[~np.isin(from_et["op"].to_numpy(), inside_host_marks)])
     table = pd.concat([p for p in parts if len(p)] or [empty_table()], ignore_index=True)
     # an op that reads and writes the same span (in-place) is one write
     table = (table.groupby(["op", "host", "space", "lo", "hi", "buffer", "source"], sort=False, observed=True)["write"]
@@ -76,46 +80,49 @@ def access_marks(trace: Trace) -> tuple[pd.DataFrame, dict[str, AccessMark], int
     return marks[marks["name"].astype(str).isin(list(good))], good, bad
 
 
-def mark_accesses(trace: Trace, launch: LaunchPoints, notes: list[str]) -> pd.DataFrame:
+def mark_accesses(trace: Trace, launch: LaunchPoints, notes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The accesses access marks declare, and the GPU ops launched inside on="host" marks."""
     marks, parsed, bad = access_marks(trace)
     if bad:
         notes.append(f"{bad} access mark name(s) could not be read exactly; their accesses were ignored")
     if not len(marks):
-        return empty_table()
-    rows: dict[str, list] = {c: [] for c in ACCESS_COLUMNS}
+        return empty_table(), np.empty(0, np.int64)
+    # what each distinct mark name touches: (name, buffer, lo, hi, write) rows
+    touched = pd.DataFrame([(name, a.buffer, a.address, a.end, a.write)
+                            for name, m in parsed.items() for a in m.accesses],
+                           columns=["name", "buffer", "lo", "hi", "write"])
+    names = marks["name"].astype(str).to_numpy()
+    on_host = np.array([parsed[nm].on == "host" for nm in names], dtype=bool)
+    rows = np.asarray(marks.index, dtype=np.int64)
 
-    def add(op: np.ndarray, host: np.ndarray, mark: AccessMark) -> None:
-        for acc in mark.accesses:
-            k = op.size
-            rows["op"].append(op)
-            rows["host"].append(host)
-            rows["space"].append(np.full(k, ADDRESS_SPACE, np.int64))
-            rows["lo"].append(np.full(k, acc.address, np.int64))
-            rows["hi"].append(np.full(k, acc.end, np.int64))
-            rows["write"].append(np.full(k, acc.write, bool))
-            rows["buffer"].append(np.full(k, acc.buffer, object))
-            rows["source"].append(np.full(k, "mark", object))
-
-    # on="gpu": the ops launched inside the range on its thread
+    # on="host": the range itself; on="gpu": the ops launched inside it on its thread
+    owners = [pd.DataFrame({"name": names[on_host], "op": -1, "host": rows[on_host]})]
     mark_key, op_key = thread_keys((marks["pid"].to_numpy(), marks["tid"].to_numpy()), (launch.pid, launch.tid))
     launched = launch.tid != NO_ID
-    by_thread = {}
-    for k in np.unique(op_key[launched]):
-        idx = np.flatnonzero(launched & (op_key == k))
-        order = np.argsort(launch.time[idx], kind="stable")
-        by_thread[int(k)] = (idx[order], launch.time[idx][order])
-    for i, (name, start, end, row) in enumerate(zip(marks["name"].astype(str), marks["start"].to_numpy(),
-                                                     marks["end"].to_numpy(), marks.index.to_numpy())):
-        mark = parsed[name]
-        if mark.on == "host":
-            add(np.array([-1]), np.array([row]), mark)
+    starts, ends = marks["start"].to_numpy(np.int64), marks["end"].to_numpy(np.int64)
+    inside_host: list[np.ndarray] = []
+    for k in np.unique(mark_key):
+        mine = np.flatnonzero(mark_key == k)
+        ops = np.flatnonzero(launched & (op_key == k))
+        if not ops.size:
             continue
-        ops_here, times = by_thread.get(int(mark_key[i]), (np.empty(0, np.int64), np.empty(0, np.int64)))
-        lo, hi = np.searchsorted(times, [start, end], side="left")
-        inside = ops_here[lo:hi]
-        if inside.size:
-            add(inside.astype(np.int64), np.full(inside.size, -1, np.int64), mark)
-    return pd.DataFrame({c: np.concatenate(v) if v else np.empty(0) for c, v in rows.items()})
+        ops = ops[np.argsort(launch.time[ops], kind="stable")]
+        lo = np.searchsorted(launch.time[ops], starts[mine], side="left")
+        hi = np.searchsorted(launch.time[ops], ends[mine], side="left")
+        count = hi - lo
+        which = np.repeat(mine, count)
+        offset = np.arange(which.size) - np.repeat(np.cumsum(count) - count, count)
+        inside = ops[np.repeat(lo, count) + offset]
+        host_mark = on_host[which]
+        inside_host.append(inside[host_mark])
+        owners.append(pd.DataFrame({"name": names[which[~host_mark]], "op": inside[~host_mark], "host": -1}))
+    owner = pd.concat(owners, ignore_index=True)
+    out = owner.merge(touched, on="name", how="inner")
+    table = pd.DataFrame({"op": out["op"].to_numpy(np.int64), "host": out["host"].to_numpy(np.int64),
+                          "space": np.full(len(out), ADDRESS_SPACE, np.int64), "lo": out["lo"].to_numpy(np.int64),
+                          "hi": out["hi"].to_numpy(np.int64), "write": out["write"].to_numpy(bool),
+                          "buffer": out["buffer"].to_numpy(object), "source": np.full(len(out), "mark", object)})
+    return table, np.unique(np.concatenate(inside_host)) if inside_host else np.empty(0, np.int64)
 
 
 def et_accesses(trace: Trace, launch: LaunchPoints, et: ExecutionTrace, notes: list[str]) -> pd.DataFrame:

@@ -115,7 +115,8 @@ def unordered_conflicts(table: pd.DataFrame, who: Accessors, hb: HappensBefore) 
         pairs_b.append(acc[ok])
     if not pairs_a:
         return empty
-    pairs = pd.DataFrame({"a": np.concatenate(pairs_a), "b": np.concatenate(pairs_b)}).drop_duplicates(ignore_index=True)
+    pairs = pd.DataFrame({"a": np.concatenate(pairs_a), "b": np.concatenate(pairs_b)})
+    pairs = pairs.drop_duplicates(ignore_index=True)
     a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
     unordered = ~happens_before_pairs(who, hb, a, b) & ~happens_before_pairs(who, hb, b, a)
     return pairs[unordered].reset_index(drop=True)

@@ -30,3 +30,14 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class RaceReport:
+    """What `check_races` found, and what it could not check (and why)."""
+
+    findings: list[Finding]
+    notes: list[str]  # e.g. "rank 1: 3 Execution Trace node(s) ... have no matching Kineto op; ..."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"findings": [f.to_dict() for f in self.findings], "notes": list(self.notes)}

@@ -36,6 +36,11 @@ from ..overlap import launch_points
 from ..trace.model import NO_ID, Trace
 
 CLOCK = np.int32
+ANY_STREAM, HOST_SIDE = -1, -2  # `unresolved.dst` for a wait by an unknown stream, a host synchronize
+# CUDA calls that synchronise, for traces that hold no sync records of their own
+_DEVICE_SYNC_CALLS = ("cudaDeviceSynchronize", "cuCtxSynchronize")
+_WAIT_CALLS = ("cudaStreamWaitEvent", "cuStreamWaitEvent")
+_HOST_SYNC_CALLS = ("cudaStreamSynchronize", "cuStreamSynchronize", "cudaEventSynchronize", "cuEventSynchronize")
 
 
 @dataclass
@@ -48,6 +53,9 @@ class HappensBefore:
     op_key: np.ndarray  # launch time (ns), non-decreasing along each stream: an order consistent with HB
     op_clock: np.ndarray  # (ops, components)
     waits: pd.DataFrame  # src, covered, dst, time: each resolved stream_wait_event (for wrong-join)
+    # waits and syncs whose effect is unknown (no event record, no stream, not recorded at all):
+    # dst = the waiting stream's component, ANY_STREAM, or HOST_SIDE (a host synchronize); time
+    unresolved: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"dst": [], "time": []}, dtype=np.int64))
     notes: list[str] = field(default_factory=list)
     epoch_end: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     epoch_clock: np.ndarray = field(default_factory=lambda: np.zeros((1, 0), CLOCK))
@@ -58,6 +66,29 @@ class HappensBefore:
         """Whether GPU op a happens before GPU op b (vectorised over pairs of op rows)."""
         a, b = np.asarray(a), np.asarray(b)
         return self.op_clock[b, self.op_comp[a]] >= self.op_pos[a]
+
+    def unresolved_between(self, t_from: np.ndarray, t_to: np.ndarray, stream: np.ndarray) -> np.ndarray:
+        """Whether a wait or sync whose effect is unknown happened in [t_from, t_to] that could
+        have ordered something before `stream` (a component; -1 for a host-side access): a host
+        synchronize anywhere, or an unresolved wait by that stream (or by an unknown stream)."""
+        t_from, t_to, stream = (np.asarray(x, dtype=np.int64) for x in (t_from, t_to, stream))
+        out = np.zeros(t_from.size, dtype=bool)
+        if not len(self.unresolved):
+            return out
+        dst, time = self.unresolved["dst"].to_numpy(), self.unresolved["time"].to_numpy()
+
+        def any_in(times: np.ndarray, which: np.ndarray) -> np.ndarray:
+            times = np.sort(times)
+            after_start = np.searchsorted(times, t_from[which], side="left")
+            return np.searchsorted(times, t_to[which], side="right") > after_start
+
+        everyone = np.ones(t_from.size, dtype=bool)
+        out |= any_in(time[(dst == HOST_SIDE) | (dst == ANY_STREAM)], everyone)
+        for c in np.unique(dst[dst >= 0]):
+            mine = stream == c
+            if mine.any():
+                out[mine] |= any_in(time[dst == c], mine)
+        return out
 
     def thread_of(self, pid: int, tid: int) -> int:
         """The component of a host thread, or -1 when it makes no CUDA calls."""
@@ -130,16 +161,15 @@ def happens_before(trace: Trace) -> HappensBefore:
     notes: Counter[str] = Counter()
 
     # components: streams first, then host threads that make CUDA calls
-    dev = ops["device"].to_numpy(np.int64)
-    stream = ops["stream"].to_numpy(np.int64)
-    stream_pairs = sorted(set(zip(dev.tolist(), stream.tolist())))
-    stream_comp = {p: i for i, p in enumerate(stream_pairs)}
-    by_stream_id: dict[int, list[int]] = defaultdict(list)
-    for (d, s), c in stream_comp.items():
-        by_stream_id[s].append(c)
-    thread_pairs = sorted(set(zip(calls["pid"].to_numpy(np.int64).tolist(), calls["tid"].to_numpy(np.int64).tolist())))
+    stream_pairs, op_comp = _pairs(ops["device"].to_numpy(np.int64), ops["stream"].to_numpy(np.int64))
+    thread_pairs, call_comp = _pairs(calls["pid"].to_numpy(np.int64), calls["tid"].to_numpy(np.int64))
     ns = len(stream_pairs)
+    call_comp = call_comp + ns
+    stream_comp = {p: i for i, p in enumerate(stream_pairs)}
     thread_comp = {p: ns + i for i, p in enumerate(thread_pairs)}
+    by_stream_id: dict[int, list[int]] = defaultdict(list)
+    for (_, s), c in stream_comp.items():
+        by_stream_id[s].append(c)
     components = [("stream", d, s) for d, s in stream_pairs] + [("thread", p, t) for p, t in thread_pairs]
     n_comp = len(components)
 
@@ -149,11 +179,7 @@ def happens_before(trace: Trace) -> HappensBefore:
         found = by_stream_id.get(s, [])
         return found[0] if len(found) == 1 else -1
 
-    op_comp = np.array([stream_comp[p] for p in zip(dev.tolist(), stream.tolist())], dtype=np.int64) if n else np.empty(0, np.int64)
-
     # host threads: calls in program order
-    call_comp = np.array([thread_comp[p] for p in zip(calls["pid"].to_numpy(np.int64).tolist(),
-                                                       calls["tid"].to_numpy(np.int64).tolist())], dtype=np.int64)
     call_start = calls["start"].to_numpy(np.int64)
     thread_starts = {c: np.sort(call_start[call_comp == c]) for c in range(ns, n_comp)}
 
@@ -189,16 +215,25 @@ def happens_before(trace: Trace) -> HappensBefore:
         streams.key[s] = key[rows]
 
     # syncs: what each makes known, and when (waits: to which stream op; syncs: from which time)
-    call_by_corr = _calls_by_correlation(calls, call_comp)
+    call_by_corr = _CallsByCorrelation(calls, call_comp)
     records = syncs[syncs["kind"] == "event_record"]
     waits_at: dict[int, list[_Content]] = defaultdict(list)  # op row -> what it learns before it runs
     applied: list[tuple[int, list[_Content]]] = []  # (sync end, contents), host side
     wait_rows: list[tuple[int, int, int, int]] = []
-    for row in syncs[syncs["kind"] != "event_record"].itertuples(index=False):
+    unresolved: list[tuple[int, int]] = []
+    sync_rows = syncs[syncs["kind"] != "event_record"]
+    if not len(sync_rows) and len(calls):
+        sync_rows = _syncs_from_calls(calls, unresolved, notes)
+    for row in sync_rows.itertuples(index=False):
         kind = str(row.kind)
         if kind in ("stream_wait_event", "event_sync"):
             content = _resolve_event(row, records, streams, comp_of_stream, call_by_corr, notes, kind)
             if content is None:
+                if kind == "stream_wait_event":
+                    t = comp_of_stream(int(row.device), int(row.stream))
+                    unresolved.append((t if t >= 0 else ANY_STREAM, int(row.start)))
+                else:
+                    unresolved.append((HOST_SIDE, int(row.end)))
                 continue
             if kind == "stream_wait_event":
                 t = comp_of_stream(int(row.device), int(row.stream))
@@ -210,17 +245,19 @@ def happens_before(trace: Trace) -> HappensBefore:
                     waits_at[int(streams.rows[t][first])].append(content)
                 wait_rows.append((content.src, content.covered, t, int(row.start)))
             else:
-                name = call_by_corr.get(int(row.correlation), (None, None, ""))[2]
-                if "Query" in name:  # cudaEventQuery: a sync only if the event had completed by then
+                # cudaEventQuery: a sync only if the event had completed by then
+                if "Query" in call_by_corr.name(int(row.correlation)):
                     content.query_end = int(row.end)
                 applied.append((int(row.end), [content]))
         elif kind == "stream_sync":
             s = comp_of_stream(int(row.device), int(row.stream))
             if int(row.stream) == NO_ID:
-                notes["stream_sync without a stream: ignored"] += 1
+                notes["stream_sync without a stream: what it orders is unknown"] += 1
+                unresolved.append((HOST_SIDE, int(row.end)))
                 continue
             if s >= 0:
-                applied.append((int(row.end), [_Content(s, streams.enqueued_before(s, int(row.correlation), int(row.start)))]))
+                covered = streams.enqueued_before(s, int(row.correlation), int(row.start))
+                applied.append((int(row.end), [_Content(s, covered)]))
         elif kind == "context_sync":
             device = int(row.device)
             contents = [_Content(s, streams.enqueued_before(s, int(row.correlation), int(row.start)))
@@ -333,18 +370,44 @@ def happens_before(trace: Trace) -> HappensBefore:
     waits = pd.DataFrame(wait_rows, columns=["src", "covered", "dst", "time"]).astype(np.int64)
     return HappensBefore(
         components=components, op_comp=op_comp, op_pos=op_pos, op_key=key, op_clock=op_clock, waits=waits,
+        unresolved=pd.DataFrame(unresolved, columns=["dst", "time"]).astype(np.int64),
         notes=[f"{what} ({count}x)" if count > 1 else what for what, count in notes.items()],
         epoch_end=epoch_end, epoch_clock=np.stack(epochs), thread_comp=thread_comp, thread_starts=thread_starts,
     )
 
 
-def _calls_by_correlation(calls: pd.DataFrame, call_comp: np.ndarray) -> dict[int, tuple[int, int, str]]:
-    """correlation -> (thread component, start, name) of the host call."""
-    corr = calls["correlation"].to_numpy(np.int64)
-    keep = corr != NO_ID
-    starts = calls["start"].to_numpy(np.int64)[keep]
-    names = calls["name"].astype(str).to_numpy()[keep]
-    return {int(c): (int(h), int(t), str(nm)) for c, h, t, nm in zip(corr[keep], call_comp[keep], starts, names)}
+def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The distinct (a, b) pairs, sorted, and each row's index among them."""
+    if not a.size:
+        return [], np.empty(0, np.int64)
+    distinct, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    return [(int(x), int(y)) for x, y in distinct], inverse.reshape(-1).astype(np.int64)
+
+
+class _CallsByCorrelation:
+    """Host calls looked up by correlation id."""
+
+    def __init__(self, calls: pd.DataFrame, call_comp: np.ndarray):
+        corr = calls["correlation"].to_numpy(np.int64)
+        self._order = np.argsort(corr, kind="stable")
+        self._corr = corr[self._order]
+        self._comp, self._start = call_comp, calls["start"].to_numpy(np.int64)
+        self._names = calls["name"]
+
+    def _row(self, corr: int) -> int:
+        i = int(np.searchsorted(self._corr, corr))
+        if corr == NO_ID or i >= self._corr.size or self._corr[i] != corr:
+            return -1
+        return int(self._order[i])
+
+    def thread_and_start(self, corr: int) -> tuple[int, int]:
+        """(thread component, start) of the call, or (-1, 0) when the trace lacks it."""
+        row = self._row(corr)
+        return (int(self._comp[row]), int(self._start[row])) if row >= 0 else (-1, 0)
+
+    def name(self, corr: int) -> str:
+        row = self._row(corr)
+        return str(self._names.iloc[row]) if row >= 0 else ""
 
 
 def _resolve_event(row, records: pd.DataFrame, streams: _Streams, comp_of_stream, call_by_corr,
@@ -363,16 +426,44 @@ def _resolve_event(row, records: pd.DataFrame, streams: _Streams, comp_of_stream
             last = same.sort_values(["start", "correlation"]).iloc[-1]
             rec_corr, src_stream = int(last["correlation"]), int(last["stream"])
     if rec_corr == NO_ID:
-        notes[f"{kind} that names no event record the trace holds: ignored (it orders nothing)"] += 1
+        notes[f"{kind} whose event record is not in the trace (recorded before the capture began, or nsys ran "
+              "without --cuda-event-trace=true): what it orders is unknown"] += 1
         return None
     if src_stream == NO_ID:
         named = records[records["correlation"] == rec_corr]
         if len(named):
             src_stream = int(named["stream"].iloc[0])
     if src_stream == NO_ID:
-        notes[f"{kind} whose event record has no stream: ignored (it orders nothing)"] += 1
+        notes[f"{kind} whose event record names no stream: what it orders is unknown"] += 1
+        return None
+    if int(row.correlation) != NO_ID and rec_corr >= int(row.correlation):
+        notes[f"{kind} that names an event record made after it (inconsistent correlation ids): what it orders "
+              "is unknown"] += 1
         return None
     src = comp_of_stream(device, src_stream)
-    rec_thread, rec_time, _ = call_by_corr.get(rec_corr, (-1, 0, ""))
+    rec_thread, rec_time = call_by_corr.thread_and_start(rec_corr)
     covered = streams.enqueued_before(src, rec_corr, rec_time) if src >= 0 else 0
     return _Content(src, covered, rec_thread, rec_time)
+
+
+def _syncs_from_calls(calls: pd.DataFrame, unresolved: list[tuple[int, int]], notes: Counter) -> pd.DataFrame:
+    """A trace without sync records (Kineto without enable_cuda_sync_events): a device synchronize
+    needs no arguments, so it becomes a context_sync; the other synchronising calls do not say
+    which stream or event, so their effect is unknown."""
+    names = calls["name"].astype(str)
+    device_syncs = calls[names.isin(_DEVICE_SYNC_CALLS).to_numpy()]
+    waits = calls[names.isin(_WAIT_CALLS).to_numpy()]
+    host_syncs = calls[names.isin(_HOST_SYNC_CALLS).to_numpy()]
+    unresolved.extend((ANY_STREAM, int(t)) for t in waits["start"])
+    unresolved.extend((HOST_SIDE, int(t)) for t in host_syncs["end"])
+    if len(waits) or len(host_syncs):
+        notes[f"the trace holds no CUDA synchronisation records although it makes {len(waits) + len(host_syncs)} "
+              "stream-wait / synchronize calls; record them with torch.profiler._ExperimentalConfig("
+              "enable_cuda_sync_events=True) (Kineto) or --cuda-event-trace=true (nsys)"] += 1
+    n = len(device_syncs)
+    return pd.DataFrame({
+        "kind": ["context_sync"] * n, "start": device_syncs["start"].to_numpy(np.int64),
+        "end": device_syncs["end"].to_numpy(np.int64), "device": np.full(n, NO_ID, np.int64),
+        "stream": np.full(n, NO_ID, np.int64), "event": np.full(n, NO_ID, np.int64),
+        "wait_on_stream": np.full(n, NO_ID, np.int64), "record_correlation": np.full(n, NO_ID, np.int64),
+        "correlation": device_syncs["correlation"].to_numpy(np.int64)})

@@ -128,20 +128,28 @@ def op_places(trace, launch) -> tuple[np.ndarray, np.ndarray]:
 
 
 def range_places(trace, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For host ranges (rows of a one-rank ranges frame): the innermost *other* named range that
-    encloses each on its thread, and the profiler step its start lies in."""
+    """For host ranges (rows of a one-rank ranges frame, e.g. on="host" access marks): the
+    innermost named range around each start on its thread, not counting the given ranges
+    themselves, and the profiler step (any thread) each start lies in."""
     ranges = trace.ranges
-    regions = np.full(len(rows), "", dtype=object)
-    steps = np.full(len(rows), "", dtype=object)
-    named = ranges[ranges["source"].isin(REGION_SOURCES)]
+    rows = np.asarray(rows, dtype=np.int64)
+    regions = np.full(rows.size, "", dtype=object)
+    steps = np.full(rows.size, "", dtype=object)
+    if not rows.size:
+        return regions, steps
+    me = ranges.iloc[rows]
+    start = me["start"].to_numpy(np.int64)
+    others = ranges[ranges["source"].isin(REGION_SOURCES).to_numpy() & ~np.isin(np.arange(len(ranges)), rows)]
+    if len(others):
+        rk, pk = thread_keys((others["pid"].to_numpy(), others["tid"].to_numpy()),
+                             (me["pid"].to_numpy(), me["tid"].to_numpy()))
+        found = innermost_per_thread(rk, others["start"].to_numpy(np.int64), others["end"].to_numpy(np.int64),
+                                     pk, start)
+        hit = found >= 0
+        regions[hit] = [region_label(str(n)) for n in others["name"].astype(str).to_numpy()[found[hit]]]
     step_frame = ranges[ranges["source"] == "profiler_step"]
-    for i, r in enumerate(np.asarray(rows).tolist()):
-        me = ranges.iloc[r]
-        around = named[(named["pid"] == me["pid"]) & (named["tid"] == me["tid"]) & (named.index != r)
-                       & (named["start"] <= me["start"]) & (named["end"] >= me["end"])]
-        if len(around):
-            regions[i] = region_label(str(around.sort_values("start").iloc[-1]["name"]))
-        in_step = step_frame[(step_frame["start"] <= me["start"]) & (step_frame["end"] > me["start"])]
-        if len(in_step):
-            steps[i] = str(in_step.sort_values("start").iloc[-1]["name"])
+    if len(step_frame):
+        found = innermost(step_frame["start"].to_numpy(np.int64), step_frame["end"].to_numpy(np.int64), start)
+        hit = found >= 0
+        steps[hit] = step_frame["name"].astype(str).to_numpy(object)[found[hit]]
     return regions, steps

@@ -1,0 +1,131 @@
+"""The CI gate: thresholds on a run's overlap and race findings, each checked on every rank.
+
+It fails closed: a rank with no GPU ops, a region no host range matches, or a scope with no
+communication (overlap 0/0, not applicable) is a failed check with a message saying so, never a pass.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .config import Floor, GateSettings
+from .errors import BadInput
+from .overlap import Analysis, RankRow, ScopeRow, analyze
+from .races.findings import Finding
+from .trace.model import Trace
+
+
+@dataclass(frozen=True)
+class Check:
+    rank: int | None  # None: a check on the run as a whole
+    name: str  # e.g. "overlap >= 80 % in region /tbo/"
+    passed: bool
+    detail: str  # what was measured, or why the check could not pass
+
+
+@dataclass
+class GateResult:
+    checks: list[Check]
+    analysis: Analysis
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the race checker could not check
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+
+def gate_settings(configured: GateSettings, min_overlap: float | None = None, region: str | None = None,
+                  max_races: int | None = None) -> GateSettings:
+    """Flags win over the configuration: --min-overlap replaces the configured floors, --max-races
+    the configured race limit."""
+    if region is not None and min_overlap is None:
+        raise BadInput("--region", "needs --min-overlap (the floor for that region)")
+    if min_overlap is not None and not 0 <= min_overlap <= 100:
+        raise BadInput("--min-overlap", f"must be a percentage from 0 to 100, not {min_overlap:g}")
+    if max_races is not None and max_races < 0:
+        raise BadInput("--max-races", f"must be 0 or more, not {max_races}")
+    floors = [Floor(region=region, min_overlap=min_overlap)] if min_overlap is not None else list(configured.floors)
+    settings = GateSettings(floors=floors, max_races=configured.max_races if max_races is None else max_races)
+    if settings.is_empty():
+        raise BadInput("gate", "nothing to check: give --min-overlap and/or --max-races, or a "
+                               "[tool.overlapscope.gate] table (docs/gate.md)")
+    for floor in settings.floors:
+        if floor.region is not None:
+            try:
+                re.compile(floor.region)
+            except re.error as e:
+                raise BadInput("gate", f"invalid region regular expression {floor.region!r}: {e}") from None
+    return settings
+
+
+def evaluate_gate(trace: Trace, settings: GateSettings) -> GateResult:
+    """Every check of `settings` on every rank of the run (runs the race checker when races are limited)."""
+    regions = list(dict.fromkeys(f.region for f in settings.floors if f.region is not None))
+    analysis = analyze(trace, regions)
+    result = GateResult(checks=[], analysis=analysis)
+    if settings.max_races is not None:
+        from .races import check_races
+
+        report = check_races(trace)
+        result.findings, result.notes = report.findings, report.notes
+    ops_per_rank = trace.gpu_ops["rank"].value_counts().to_dict()
+    if not trace.ranks:
+        result.checks.append(Check(None, "trace has ranks", False, "no rank in the trace: nothing to check"))
+    for info in trace.ranks:
+        if not ops_per_rank.get(info.rank):
+            result.checks.append(Check(info.rank, "rank has GPU ops", False,
+                                       "no GPU ops on this rank: nothing to measure (failing closed)"))
+            continue
+        for floor in settings.floors:
+            result.checks += _floor_checks(info.rank, floor, analysis)
+        if settings.max_races is not None:
+            result.checks.append(_race_check(info.rank, settings.max_races, result.findings))
+    return result
+
+
+def _floor_checks(rank: int, floor: Floor, analysis: Analysis) -> list[Check]:
+    scope = "the whole trace" if floor.region is None else f"region /{floor.region}/"
+    row = _row(rank, floor.region, analysis)
+    names = []
+    if floor.min_overlap is not None:
+        names.append((f"overlap >= {floor.min_overlap:g} % in {scope}", "overlap"))
+    if floor.max_exposed_comm_us is not None:
+        names.append((f"exposed comm <= {floor.max_exposed_comm_us:g} us in {scope}", "exposed"))
+    if isinstance(row, ScopeRow) and row.ranges == 0:
+        why = f"no host range matches /{floor.region}/ on this rank (failing closed)"
+        return [Check(rank, name, False, why) for name, _ in names]
+    if row.comm_ns == 0:
+        why = f"no communication in {scope}: overlap is not applicable (0/0), failing closed"
+        return [Check(rank, name, False, why) for name, _ in names]
+    checks = []
+    for name, what in names:
+        if what == "overlap":
+            pct = row.overlap_pct
+            checks.append(Check(rank, name, pct >= floor.min_overlap,
+                                f"{pct:.2f} % of {row.comm_ns / 1e3:,.1f} us of comm is hidden"))
+        else:
+            exposed_us = row.exposed_comm_ns / 1e3
+            checks.append(Check(rank, name, exposed_us <= floor.max_exposed_comm_us,
+                                f"{exposed_us:,.3f} us of comm is exposed"))
+    return checks
+
+
+def _row(rank: int, region: str | None, analysis: Analysis) -> RankRow | ScopeRow:
+    if region is None:
+        return next(r for r in analysis.ranks if r.rank == rank)
+    return next(r for r in analysis.regions if r.rank == rank and r.region == region)
+
+
+def _race_check(rank: int, max_races: int, findings: list[Finding]) -> Check:
+    mine = [f for f in findings if f.rank == rank]
+    detail = f"{len(mine)} race finding(s)"
+    if mine:
+        detail += ": " + "; ".join(f"{f.rule} ({f.kind}) on {f.buffer}" for f in mine[:5])
+        detail += " ..." if len(mine) > 5 else ""
+    return Check(rank, f"race findings <= {max_races}", len(mine) <= max_races, detail)

@@ -1,0 +1,148 @@
+"""Plotly figure specs (plain dicts, drawn by the inlined plotly.js) for the report's charts.
+
+Plotly renders a small HTML subset in every text it draws (labels, hover, ticks), so every
+string taken from a trace is passed through `html.escape` first; plotly shows the entities as
+the characters themselves. Times on the x axes are microseconds since the report's origin.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+
+from ..history import Trend
+from ..overlap import ScopeRow
+from ..report import COVERAGE_BINS, RankTimeline, Track
+from .console import fmt_ns
+
+COLORS = {
+    "compute": "#4c78a8", "comm": "#f58518", "memory": "#9d9d9d", "hidden": "#54a24b",
+    "exposed": "#e45756", "region": "#b279a2", "step": "#bab0ac",
+}
+LEGEND = {
+    "compute": "compute kernel", "comm": "comm kernel", "memory": "memcpy / memset",
+    "hidden": "comm under compute", "exposed": "comm exposed", "region": "region (host range)",
+    "step": "profiler step (host range)",
+}
+HOVER_NAME_LIMIT = 160
+LANE_HEIGHT = 26
+BAND = 0.4  # half the height of a lane, in y units
+
+
+def text(value: object, limit: int = HOVER_NAME_LIMIT) -> str:
+    """A trace string made safe for plotly's text rendering, shortened for hover boxes."""
+    s = str(value)
+    if len(s) > limit:
+        s = s[:limit] + f"… ({len(s):,} characters)"
+    return html.escape(s, quote=True)
+
+
+def timeline_figure(timeline: RankTimeline, origin_ns: int) -> dict[str, Any]:
+    """One rank: a lane per stream, hidden/exposed comm, regions and steps; race findings marked."""
+    data: list[dict[str, Any]] = []
+    in_legend: set[str] = set()
+    for y, lane in enumerate(timeline.lanes):
+        stacked = np.zeros(COVERAGE_BINS)
+        for track in lane.tracks:
+            show = track.kind not in in_legend
+            in_legend.add(track.kind)
+            if track.binned:
+                data.append(_coverage_trace(track, y, stacked, origin_ns, text(lane.label), show))
+                stacked = stacked + track.covered
+            else:
+                data.append(_spans_trace(track, y, origin_ns, text(lane.label), show))
+    shapes, notes = [], []
+    for mark in timeline.races:
+        x0, x1 = float(_us(mark.start_ns, origin_ns)), float(_us(mark.end_ns, origin_ns))
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
+                       "fillcolor": "rgba(228,26,28,0.15)", "line": {"color": "#e41a1c", "width": 1.5}})
+        notes.append({"x": x0, "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                      "text": f'<a href="#race-{mark.number}">race {mark.number}</a>',
+                      "font": {"color": "#e41a1c"}})
+    labels = [text(lane.label) for lane in timeline.lanes]
+    layout = {
+        "height": 90 + LANE_HEIGHT * max(len(labels), 4), "margin": {"l": 10, "r": 10, "t": 30, "b": 40},
+        "xaxis": {"title": {"text": "µs since the run's first event"}, "zeroline": False},
+        # a fixed, reversed range keeps empty lanes (no exposed comm, a region with no range) in view
+        "yaxis": {"tickvals": list(range(len(labels))), "ticktext": labels, "range": [len(labels) - 0.5, -0.5],
+                  "autorange": False, "fixedrange": True, "automargin": True, "zeroline": False, "showgrid": False},
+        "hovermode": "closest", "shapes": shapes, "annotations": notes, "showlegend": True,
+        "legend": {"traceorder": "normal"},
+    }
+    return {"data": data, "layout": layout}
+
+
+def _spans_trace(track: Track, y: int, origin_ns: int, lane: str, show: bool) -> dict[str, Any]:
+    n = track.count
+    x = np.empty(3 * n, dtype=np.float64)
+    x[0::3] = _us(track.starts, origin_ns)
+    x[1::3] = _us(track.ends, origin_ns)
+    x[2::3] = np.nan  # a gap between spans
+    durations = [fmt_ns(int(d)) for d in track.ends - track.starts]
+    names = track.names or [""] * n
+    hover: list[str | None] = []
+    for name, dur in zip(names, durations, strict=True):
+        label = f"{text(name)}<br>{dur}" if name else dur
+        hover += [label, label, None]
+    return {"type": "scatter", "mode": "lines", "x": x, "y": np.full(3 * n, y), "text": hover,
+            "hovertemplate": f"%{{text}}<extra>{lane}</extra>",
+            # plotly's line simplification would drop spans narrower than a pixel
+            "line": {"color": COLORS[track.kind], "width": 14, "simplify": False},
+            "name": LEGEND[track.kind], "legendgroup": track.kind, "showlegend": show, "connectgaps": False}
+
+
+def _coverage_trace(track: Track, y: int, below: np.ndarray, origin_ns: int, lane: str, show: bool) -> dict[str, Any]:
+    """A step-shaped filled band: the bin's covered fraction of the lane's height, stacked on `below`."""
+    edges = _us(track.edges, origin_ns)
+    bottom = y + BAND - 2 * BAND * below
+    top = bottom - 2 * BAND * track.covered
+    x = np.concatenate([edges, edges[::-1]])
+    ys = np.concatenate([top, top[-1:], bottom[::-1], bottom[:1]])
+    pct = [f"{100 * c:.1f} % busy" for c in track.covered]
+    hover = pct + [pct[-1]] + [None] * (edges.size)
+    return {"type": "scatter", "mode": "lines", "x": x, "y": ys.round(4), "fill": "toself",
+            "line": {"color": COLORS[track.kind], "width": 0.5, "shape": "hv"}, "fillcolor": COLORS[track.kind],
+            "text": hover, "hovertemplate": f"%{{text}}<extra>{lane}</extra>", "hoveron": "points",
+            "name": LEGEND[track.kind], "legendgroup": track.kind, "showlegend": show}
+
+
+def steps_figure(steps: list[ScopeRow]) -> dict[str, Any]:
+    """Overlap per profiler step, one bar series per rank (no bar where overlap is not applicable)."""
+    data = []
+    for rank in sorted({s.rank for s in steps}):
+        rows = [s for s in steps if s.rank == rank]
+        data.append({
+            "type": "bar", "name": f"rank {rank}", "x": [text(s.region) for s in rows],
+            "y": [s.overlap_pct for s in rows],
+            "text": [f"hidden {fmt_ns(s.overlap_ns)}, exposed {fmt_ns(s.exposed_comm_ns)}" for s in rows],
+            "hovertemplate": "%{x}: %{y:.1f} %<br>%{text}<extra>rank " + str(rank) + "</extra>", "textposition": "none",
+        })
+    layout = {"height": 320, "barmode": "group", "margin": {"l": 50, "r": 10, "t": 10, "b": 60},
+              "yaxis": {"title": {"text": "comm hidden under compute (%)"}, "range": [0, 100]},
+              "xaxis": {"type": "category"}}
+    return {"data": data, "layout": layout}
+
+
+def trend_figure(trend: Trend) -> dict[str, Any]:
+    """Pooled overlap of each scope over the recorded runs."""
+    data = []
+    for scope in trend.scopes():
+        points = trend.of(scope)
+        data.append({
+            "type": "scatter", "mode": "lines+markers", "name": text(scope),
+            "x": [f"#{p.run_id}" for p in points], "y": [p.pooled_pct for p in points],
+            "text": [text(f"{p.recorded_at} {p.git_commit[:10] if p.git_commit else 'no git commit'}")
+                     for p in points],
+            "hovertemplate": "run %{x}: %{y:.1f} %<br>%{text}<extra>" + text(scope) + "</extra>",
+        })
+    layout = {"height": 300, "margin": {"l": 50, "r": 10, "t": 10, "b": 40},
+              "yaxis": {"title": {"text": "comm hidden, all ranks (%)"}, "range": [0, 100]},
+              "xaxis": {"type": "category", "title": {"text": "recorded run"}}}
+    return {"data": data, "layout": layout}
+
+
+def _us(ns: np.ndarray | int, origin_ns: int) -> np.ndarray | float:
+    """ns → µs since origin, subtracting in int64 first so epoch timestamps keep every nanosecond."""
+    return (np.asarray(ns, dtype=np.int64) - origin_ns) / 1e3

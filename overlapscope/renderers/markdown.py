@@ -1,0 +1,57 @@
+"""Markdown for CI job summaries ($GITHUB_STEP_SUMMARY) and, through rich, for the terminal.
+
+GitHub renders HTML inside Markdown, so with `for_html` every value is HTML-escaped as well as
+kept out of table syntax (pipes, newlines).
+"""
+
+from __future__ import annotations
+
+import html
+
+from ..gate import GateResult
+from ..history import Trend
+from .console import fmt_ns
+
+
+def cell(value: object, for_html: bool = True) -> str:
+    s = " ".join(str(value).split())
+    s = html.escape(s, quote=False) if for_html else s
+    return s.replace("|", "\\|")
+
+
+def gate_markdown(result: GateResult, for_html: bool = True) -> str:
+    verdict = "passed" if result.passed else f"FAILED ({len(result.failures)} of {len(result.checks)} checks)"
+    lines = [f"## overlapscope gate: {'✅' if result.passed else '❌'} {verdict}", "",
+             "| result | rank | check | measured |", "|---|---|---|---|"]
+    for c in result.checks:
+        rank = "run" if c.rank is None else str(c.rank)
+        lines.append(f"| {'✅ pass' if c.passed else '❌ FAIL'} | {rank} | {cell(c.name, for_html)} | "
+                     f"{cell(c.detail, for_html)} |")
+    if result.notes:
+        lines += ["", "Not checked by the race checker:", ""] + [f"- {cell(n, for_html)}" for n in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def trend_markdown(trend: Trend, for_html: bool = True) -> str:
+    if not trend.points:
+        return "The history database holds no run yet.\n"
+    lines = []
+    for scope in trend.scopes():
+        lines += [f"### {cell(scope, for_html)}", "",
+                  "| run | recorded | commit | command | overlap, all ranks | change | worst rank | comm exposed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        previous = None
+        for p in trend.of(scope):
+            pct = p.pooled_pct
+            change = "" if previous is None or pct is None else f"{pct - previous:+.1f} pts"
+            recorded = p.recorded_at[:16].replace("T", " ")  # to the minute: the table stays narrow
+            lines.append(f"| #{p.run_id} | {cell(recorded, for_html)} | {cell((p.git_commit or '-')[:8], for_html)} "
+                         f"| {cell(p.command, for_html)} | {_pct(pct)} | {change} | {_pct(p.worst_rank_pct)} "
+                         f"| {fmt_ns(p.exposed_comm_ns)} |")
+            previous = pct if pct is not None else previous
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} %"

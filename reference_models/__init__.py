@@ -5,7 +5,8 @@ a variant or a `--set` key quickly. Each model module (torch) provides:
 
     DEFAULTS: dict        sizes for two H200s (docs/reference_models.md gives the arithmetic)
     SMALL: dict           overrides that make the same structure run in a second on a CPU
-    build(config, ctx, variant) -> a model with forward(step), check(step), components(), close()
+    validate(config, world_size)   raises ValueError naming a setting that cannot work
+    build(config, ctx, variant) -> common.ReferenceModel: forward(step), check(step), components(), close()
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class ModelSpec:
     baseline: str  # the variant whose result every other variant must reproduce
     buggy: tuple[str, ...]  # variants that contain the intended race
     overlap_region: str  # regex of the region whose overlap the model is about
-    summary: str
+    # Its overlap is GPU-side: the runner aligns the ranks' GPUs and gives the host a head start before each
+    # step (overlapscope/capture/pacing.py). Not for the staging transfer, whose race is host against GPU.
+    head_start: bool
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -37,7 +40,7 @@ MODELS: dict[str, ModelSpec] = {
             baseline="inline",
             buggy=("wrong-join",),
             overlap_region=r"^tbo/block$",
-            summary="DeepSeek V4 block slice under two-batch overlap: DP attention, DP all-gather, TP MoE, TP all-reduce",
+            head_start=True,
         ),
         ModelSpec(
             name="deepseek_v32_nsa_cp",
@@ -46,7 +49,7 @@ MODELS: dict[str, ModelSpec] = {
             baseline="serial",
             buggy=("missing-join",),
             overlap_region=r"^nsa_cp/indexer$",
-            summary="DeepSeek V3.2 NSA indexer prefill under context parallelism: zig-zag key all-gather",
+            head_start=True,
         ),
         ModelSpec(
             name="staging_transfer",
@@ -55,7 +58,7 @@ MODELS: dict[str, ModelSpec] = {
             baseline="synced",
             buggy=("unsynced",),
             overlap_region=r"^staging/transfer$",
-            summary="Mooncake-style KV handoff: per-slot gather into a staging buffer, read by a transfer engine",
+            head_start=False,
         ),
     )
 }
@@ -74,10 +77,9 @@ def load(name: str) -> ModuleType:
     return importlib.import_module(spec(name).module)
 
 
-def resolve_config(name: str, small: bool, overrides: dict[str, str]) -> dict[str, Any]:
-    """DEFAULTS, then SMALL when asked, then `key=value` overrides cast to the default's type.
-
-    ValueError names the offending key."""
+def resolve_config(name: str, small: bool, overrides: dict[str, str], world_size: int) -> dict[str, Any]:
+    """DEFAULTS, then SMALL when asked, then `key=value` overrides cast to the default's type,
+    checked by the model for `world_size` ranks. ValueError names the offending setting."""
     module = load(name)
     config = dict(module.DEFAULTS)
     if small:
@@ -86,6 +88,7 @@ def resolve_config(name: str, small: bool, overrides: dict[str, str]) -> dict[st
         if key not in config:
             raise ValueError(f"unknown key {key!r} for {name} (keys: {', '.join(sorted(config))})")
         config[key] = _cast(key, text, config[key])
+    module.validate(config, world_size)
     return config
 
 

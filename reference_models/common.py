@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,6 +79,12 @@ class Streams:
         if self.cuda:
             torch.cuda.synchronize(self.device)
 
+    @staticmethod
+    def wait(waiter: Any, producer: Any) -> None:
+        """`waiter` waits for the work queued so far on `producer`; nothing when they are one stream."""
+        if waiter is not producer:
+            waiter.wait_stream(producer)
+
 
 @dataclass
 class RankContext:
@@ -133,8 +139,3 @@ def worst(results: list[StepResult]) -> StepResult:
     failed = [r for r in results if not r.numerics_ok]
     err = max((r.max_abs_err for r in results), default=0.0)
     return StepResult(not failed, err, "; ".join(r.detail for r in (failed or results[:1])))
-
-
-@contextlib.contextmanager
-def nothing() -> Iterator[None]:
-    yield

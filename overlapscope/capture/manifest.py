@@ -1,0 +1,50 @@
+"""run.json: what ran, where, with which software, how fast, and whether its numbers were right.
+
+The loader recognises the file by its "overlapscope_run" key (trace/load.py, MANIFEST_MARK).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .plan import Workload
+
+MANIFEST_NAME = "run.json"
+
+
+def build_manifest(work: Workload, ranks: list[dict[str, Any]], command: list[str]) -> dict[str, Any]:
+    import reference_models
+
+    from ..trace.load import MANIFEST_MARK
+
+    spec = reference_models.spec(work.model)
+    first = ranks[0]
+    return {
+        MANIFEST_MARK: 1,
+        "model": work.model,
+        "variant": work.variant,
+        "baseline": spec.baseline,
+        "config": work.config,
+        "world_size": work.world_size,
+        "device": work.device,
+        "gpu_name": first["gpu_name"],
+        "versions": first["versions"],
+        "profiler": work.profiler,
+        "command": command,
+        "warmup_steps": work.warmup,
+        "step_times_ms": [r["step_times_ms"] for r in ranks],  # [rank][step], GPU time (CPU: wall time)
+        "launch_times_ms": [r["launch_times_ms"] for r in ranks],  # [rank][step], host time to enqueue the step
+        "head_start_ms": [r["head_start_ms"] for r in ranks],  # [rank][step], see capture/pacing.py
+        "numerics": [r["numerics"] for r in ranks],  # [rank][step] {ok, max_abs_err (null: not finite), detail}
+        "overlap_region": spec.overlap_region,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
+    path = out_dir / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path

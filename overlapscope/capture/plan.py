@@ -1,0 +1,108 @@
+"""What a run will do, checked before any process starts: every bad argument is one BadInput."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput
+
+PROFILERS = ("torch", "nsys", "none")
+DEVICES = ("cuda", "cpu")
+
+
+@dataclass
+class RunRequest:
+    model: str
+    variant: str | None = None  # None: the model's baseline
+    world_size: int = 2
+    profiler: str = "torch"
+    device: str = "cuda"
+    steps: int = 6
+    warmup: int = 3
+    out: Path | None = None  # None: out/MODEL/VARIANT
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE
+
+
+@dataclass
+class Workload:
+    """A checked run, as the ranks receive it (plain data: pickled to spawn, JSON for nsys)."""
+
+    model: str
+    variant: str
+    config: dict[str, Any]
+    world_size: int
+    device: str
+    profiler: str
+    steps: int
+    warmup: int
+    out_dir: str
+    results_dir: str = ""
+    head_start: bool = False  # align the ranks' GPUs and give the host a head start before each step
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan(request: RunRequest) -> Workload:
+    import reference_models
+
+    try:
+        spec = reference_models.spec(request.model)
+    except KeyError as e:
+        raise BadInput("MODEL", str(e.args[0])) from None
+    variant = request.variant or spec.baseline
+    if variant not in spec.variants:
+        raise BadInput("--variant", f"{variant!r} is not a variant of {spec.name} (variants: {', '.join(spec.variants)})")
+    _one_of("--profiler", request.profiler, PROFILERS)
+    _one_of("--device", request.device, DEVICES)
+    for option, value, least in (("--world-size", request.world_size, 1), ("--steps", request.steps, 1),
+                                 ("--warmup", request.warmup, 1)):
+        if value < least:
+            raise BadInput(option, f"must be at least {least}, not {value}")
+    overrides = _parse_overrides(request.overrides)
+    if request.profiler == "nsys":
+        from ..trace.load import find_nsys
+
+        if not find_nsys():
+            raise BadInput("--profiler nsys", "Nsight Systems not found: put nsys on PATH or set OVERLAPSCOPE_NSYS")
+        if request.device != "cuda":
+            raise BadInput("--profiler nsys", "traces CUDA and NVTX: use it with --device cuda")
+    _check_torch(request.device, request.world_size)
+    try:
+        config = reference_models.resolve_config(spec.name, request.device == "cpu", overrides, request.world_size)
+    except ValueError as e:
+        raise BadInput("--set", str(e)) from None
+    out = request.out or Path("out") / spec.name / variant
+    return Workload(spec.name, variant, config, request.world_size, request.device, request.profiler,
+                    request.steps, request.warmup, str(out),
+                    head_start=spec.head_start)
+
+
+def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise BadInput(option, f"{value!r} is not one of {', '.join(allowed)}")
+
+
+def _parse_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput("--set", f"{item!r} is not KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _check_torch(device: str, world_size: int) -> None:
+    try:
+        import torch
+    except ImportError:
+        raise BadInput("torch", "not installed: the reference models need the `models` extra "
+                                "(pip install torch, then pip install 'overlapscope[models]')") from None
+    if device == "cuda":
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if found < world_size:
+            raise BadInput("--device cuda", f"--world-size {world_size} needs {world_size} GPUs, this machine has "
+                                            f"{found}" + ("" if found else " (use --device cpu)"))

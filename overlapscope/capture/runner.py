@@ -1,0 +1,122 @@
+"""`overlapscope run` as a library call: check the request, run the ranks (under nsys when asked),
+merge what they report into run.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import RunFailed
+from .manifest import MANIFEST_NAME, build_manifest, write_manifest
+from .nsys import SQLITE_NAME, export_sqlite, last_line, profile_command
+from .plan import RunRequest, Workload, plan
+from .profilers import EXECUTION_TRACE_GLOB, KINETO_GLOB
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    manifest: dict[str, Any]
+
+    def summary(self) -> list[str]:
+        m = self.manifest
+        times = [t for rank in m["step_times_ms"] for t in rank]
+        checks = [c for rank in m["numerics"] for c in rank]
+        failed = sum(not c["ok"] for c in checks)
+        return [
+            f"{m['model']} / {m['variant']}: {m['world_size']} ranks on {m['gpu_name'] or m['device']}, "
+            f"{len(m['step_times_ms'][0])} profiled steps, profiler {m['profiler']}",
+            f"step time mean {sum(times) / len(times):.3f} ms; numerics failed in {failed} of {len(checks)} "
+            f"rank-steps (baseline: {m['baseline']})",
+            f"wrote {self.out_dir} (overlap region: {m['overlap_region']})",
+        ]
+
+
+def run_model(request: RunRequest, command: list[str]) -> RunOutcome:
+    """Run a reference model and write its traces and run.json. BadInput before anything starts,
+    RunFailed when a rank or the profiler fails."""
+    work = plan(request)
+    out = Path(work.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(out)
+    with tempfile.TemporaryDirectory(prefix="overlapscope-run-") as tmp:
+        work = replace(work, results_dir=tmp)
+        if work.profiler == "nsys":
+            _run_under_nsys(work, Path(tmp), out / SQLITE_NAME)
+        else:
+            execute(work)
+        ranks = _read_rank_results(work)
+    manifest = build_manifest(work, ranks, command)
+    write_manifest(out, manifest)
+    return RunOutcome(out, manifest)
+
+
+def measure_components(request: RunRequest) -> list[dict[str, Any]]:
+    """Per rank: each overlapped part of the model alone, in ms (`components_ms`), with the GPU name."""
+    from .worker import time_components
+
+    work = plan(replace(request, profiler="none"))
+    with tempfile.TemporaryDirectory(prefix="overlapscope-components-") as tmp:
+        work = replace(work, results_dir=tmp)
+        _spawn(time_components, work)
+        return _read_rank_results(work)
+
+
+def execute(work: Workload) -> None:
+    """Run the workload's ranks from this process (the nsys path calls this under nsys)."""
+    from .worker import run_rank
+
+    _spawn(run_rank, work)
+
+
+def _spawn(fn: Any, work: Workload) -> None:
+    import torch.multiprocessing as mp
+
+    from .launch import spawn_ranks
+
+    try:
+        spawn_ranks(fn, work.world_size, work.device, work)
+    except mp.ProcessRaisedException as e:
+        raise RunFailed(f"a rank raised: {last_line(str(e))}") from None
+    except mp.ProcessExitedException as e:
+        raise RunFailed(f"a rank died: {e}") from None
+
+
+def _run_under_nsys(work: Workload, tmp: Path, sqlite_out: Path) -> None:
+    import subprocess
+
+    from ..trace.load import find_nsys
+
+    nsys = find_nsys()
+    assert nsys, "plan() checked that nsys exists"
+    spec = tmp / "workload.json"
+    spec.write_text(json.dumps(work.to_dict()))
+    report = tmp / "trace"
+    argv = [sys.executable, "-m", "overlapscope.capture.workload", str(spec)]
+    proc = subprocess.run(profile_command(nsys, report, argv), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RunFailed(f"the workload under nsys exited with {proc.returncode}: {last_line(proc.stderr or proc.stdout)}")
+    rep = report.with_suffix(".nsys-rep")
+    if not rep.is_file():
+        raise RunFailed(f"nsys wrote no report ({last_line(proc.stderr or proc.stdout)})")
+    export_sqlite(nsys, rep, sqlite_out)
+
+
+def _read_rank_results(work: Workload) -> list[dict[str, Any]]:
+    results = []
+    for rank in range(work.world_size):
+        path = Path(work.results_dir) / f"rank-{rank}.json"
+        if not path.is_file():
+            raise RunFailed(f"rank {rank} finished without reporting its results")
+        results.append(json.loads(path.read_text()))
+    return results
+
+
+def _clear_previous_run(out: Path) -> None:
+    """Remove what an earlier run wrote here (our own file names only), so two runs never mix."""
+    for path in [out / MANIFEST_NAME, out / SQLITE_NAME, *out.glob(KINETO_GLOB), *out.glob(EXECUTION_TRACE_GLOB)]:
+        path.unlink(missing_ok=True)

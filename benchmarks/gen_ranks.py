@@ -23,7 +23,10 @@ def write_run(folder: Path, ranks: int, n_kernels: int) -> Path:
     header_end = text.read_bytes()[:4096].index(b'"traceEvents":[') + len(b'"traceEvents":[')
     for rank in range(ranks):
         with open(text, "rb") as src, gzip.open(folder / f"rank-{rank}.json.gz", "wb", compresslevel=1) as dst:
-            head = src.read(header_end).replace(b'"rank":0,"world_size":8', f'"rank":{rank},"world_size":{ranks}'.encode())
+            # spelt as PyTorch writes it: HTA finds a file's rank only with a space after the colon
+            head = src.read(header_end).replace(b'"distributedInfo":{"backend":"nccl","rank":0,"world_size":8}',
+                                                f'"distributedInfo": {{"backend": "nccl", "rank": {rank}, '
+                                                f'"world_size": {ranks}}}'.encode())
             dst.write(head)
             shutil.copyfileobj(src, dst, 1 << 24)
     text.unlink()

@@ -59,7 +59,9 @@ class _Structure:
 def _scan(buf: bytes | bytearray | memoryview, depth0: int) -> _Structure:
     """Braces and brackets outside strings, with the depth after each, starting at depth0 and
     outside any string (the callers only ever start a scan at such a point)."""
-    a = np.frombuffer(buf, dtype=np.uint8)
+    # a copy, not a view: a live view would pin the bytearray, which feed() resizes afterwards
+    # (profilers that keep frames alive, Dask's among them, made that a BufferError)
+    a = np.frombuffer(bytes(buf), dtype=np.uint8)
     cls = _CLASS[a]  # one pass over the text; the rest works on the few special bytes
     pos = np.flatnonzero(cls)
     kind = cls[pos]

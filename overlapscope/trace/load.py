@@ -23,7 +23,7 @@ import orjson
 from ..classify import classify_ops
 from ..errors import BadInput
 from .kineto import looks_like_kineto, read_kineto
-from .model import Trace
+from .model import RankInfo, Trace
 
 # on_progress(source, bytes_done, bytes_total) while a file is read
 ProgressFn = Callable[[str, int, int], None]
@@ -32,7 +32,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEAD = 1 << 16
 _LONG_HEAD = 1 << 25
-_CHUNK = 1 << 25  # 32 MiB of decompressed text per step
+CHUNK = 1 << 25  # 32 MiB of decompressed text per step (the default; a memory budget picks less)
 MANIFEST_MARK = "overlapscope_run"  # key every run.json written by `overlapscope run` carries
 
 # rank-3, rank_3, rank3, ..._3.json
@@ -43,6 +43,24 @@ _RANK_IN_NAME = (re.compile(r"rank[-_]?(\d+)", re.IGNORECASE), re.compile(r"_(\d
 class _File:
     path: Path
     kind: str  # "kineto" | "nsys" | "nsys-rep" | "execution-trace" | "manifest"
+
+
+@dataclass(frozen=True)
+class TraceFile:
+    """One trace file of a run, with what reading it on its own needs."""
+
+    path: Path
+    kind: str  # "kineto" | "nsys" | "nsys-rep"
+    default_rank: int | None = None  # Kineto: the rank when the trace names none (file name, or a lone file)
+
+
+@dataclass
+class RunFiles:
+    """The files of one run, recognised by content."""
+
+    traces: list[TraceFile]
+    manifests: list[_File]
+    execution_traces: list[_File]
 
 
 def rank_from_name(path: Path) -> int | None:
@@ -56,31 +74,62 @@ def rank_from_name(path: Path) -> int | None:
 def load(paths: Sequence[str | os.PathLike[str]], comm_patterns: Iterable[str] = (),
          on_progress: ProgressFn | None = None) -> Trace:
     """Load one run from files and/or directories."""
-    files = _recognise(_expand(paths))
-    traces = [f for f in files if f.kind in ("kineto", "nsys", "nsys-rep")]
-    if not traces:
-        where = ", ".join(str(p) for p in paths)
-        raise BadInput(where, "no trace found (expected Kineto .json/.json.gz, Nsight Systems .sqlite or .nsys-rep)")
-    single_kineto = sum(f.kind == "kineto" for f in traces) == 1
+    run = run_files(paths)
     parts: list[Trace] = []
     next_nsys_rank = 0
-    for f in traces:
-        if f.kind == "kineto":
-            default_rank = rank_from_name(f.path)
-            if default_rank is None and single_kineto:
-                default_rank = 0
-            parts.append(read_kineto(iter_chunks(f.path, on_progress), str(f.path), default_rank))
-        else:
-            sqlite_path = f.path if f.kind == "nsys" else _export_nsys_rep(f.path)
-            part = _read_nsys(sqlite_path, str(f.path), first_rank=next_nsys_rank)
-            next_nsys_rank = max((r.rank for r in part.ranks), default=next_nsys_rank - 1) + 1
-            parts.append(part)
-    _check_unique_ranks(parts)
+    for f in run.traces:
+        part = read_trace_file(f, on_progress, first_rank=next_nsys_rank)
+        if f.kind != "kineto":
+            next_nsys_rank = next_rank_after(part.ranks, next_nsys_rank)
+        parts.append(part)
+    facts = run_facts(run, [info for part in parts for info in part.ranks])
     trace = Trace.concat(parts)
-    trace.manifest = _read_manifest([f for f in files if f.kind == "manifest"])
-    trace.execution_traces = _match_execution_traces([f for f in files if f.kind == "execution-trace"], trace)
+    trace.manifest, trace.execution_traces = facts.manifest, facts.execution_traces
     trace.gpu_ops["op_class"] = classify_ops(trace.gpu_ops, comm_patterns)
     return trace
+
+
+def run_files(paths: Sequence[str | os.PathLike[str]]) -> RunFiles:
+    """The trace files (in the order given, directories sorted), manifests and Execution Traces."""
+    files = _recognise(_expand(paths))
+    kinds = ("kineto", "nsys", "nsys-rep")
+    if not any(f.kind in kinds for f in files):
+        where = ", ".join(str(p) for p in paths)
+        raise BadInput(where, "no trace found (expected Kineto .json/.json.gz, Nsight Systems .sqlite or .nsys-rep)")
+    single_kineto = sum(f.kind == "kineto" for f in files) == 1
+    traces = []
+    for f in files:
+        if f.kind == "kineto":
+            default_rank = rank_from_name(f.path)
+            traces.append(TraceFile(f.path, f.kind, 0 if default_rank is None and single_kineto else default_rank))
+        elif f.kind in kinds:
+            traces.append(TraceFile(f.path, f.kind))
+    return RunFiles(traces, [f for f in files if f.kind == "manifest"],
+                    [f for f in files if f.kind == "execution-trace"])
+
+
+def read_trace_file(f: TraceFile, on_progress: ProgressFn | None = None, first_rank: int = 0,
+                    chunk_size: int = CHUNK) -> Trace:
+    """One trace file on its own, its GPU ops not yet classified. An nsys file's ranks are numbered
+    from `first_rank`; `chunk_size` is the decompressed Kineto text handled per step."""
+    if f.kind == "kineto":
+        return read_kineto(iter_chunks(f.path, on_progress, chunk_size), str(f.path), f.default_rank)
+    sqlite_path = f.path if f.kind == "nsys" else _export_nsys_rep(f.path)
+    return _read_nsys(sqlite_path, str(f.path), first_rank=first_rank)
+
+
+def next_rank_after(ranks: Iterable[RankInfo], next_rank: int) -> int:
+    """The first rank of the next nsys file: nsys files are numbered one after another."""
+    return max((r.rank for r in ranks), default=next_rank - 1) + 1
+
+
+def run_facts(run: RunFiles, ranks: list[RankInfo]) -> Trace:
+    """The run without its events: ranks (checked to be unique), manifest and Execution Traces."""
+    _check_unique_ranks(ranks)
+    facts = Trace.empty(sorted(ranks, key=lambda r: r.rank))
+    facts.manifest = _read_manifest(run.manifests)
+    facts.execution_traces = _match_execution_traces(run.execution_traces, [r.rank for r in facts.ranks])
+    return facts
 
 
 def _expand(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
@@ -158,7 +207,7 @@ def _head(path: Path, limit: int) -> bytes:
     return out
 
 
-def iter_chunks(path: Path, on_progress: ProgressFn | None = None) -> Iterator[bytes]:
+def iter_chunks(path: Path, on_progress: ProgressFn | None = None, chunk_size: int = CHUNK) -> Iterator[bytes]:
     """The file's content in chunks, gunzipped when it is gzip, so that no reader needs the
     whole text at once and progress can be shown."""
     total = path.stat().st_size
@@ -167,7 +216,7 @@ def iter_chunks(path: Path, on_progress: ProgressFn | None = None) -> Iterator[b
         raw.seek(0)
         stream = gzip.GzipFile(fileobj=raw) if is_gzip else raw
         try:
-            while chunk := stream.read(_CHUNK):
+            while chunk := stream.read(chunk_size):
                 if on_progress:
                     on_progress(str(path), raw.tell(), total)
                 yield chunk
@@ -206,13 +255,12 @@ def _export_nsys_rep(path: Path) -> Path:
     return out
 
 
-def _check_unique_ranks(parts: list[Trace]) -> None:
+def _check_unique_ranks(ranks: list[RankInfo]) -> None:
     seen: dict[int, str] = {}
-    for part in parts:
-        for info in part.ranks:
-            if info.rank in seen and seen[info.rank] != info.source:
-                raise BadInput(info.source, f"claims rank {info.rank}, which {seen[info.rank]} claims too")
-            seen[info.rank] = info.source
+    for info in ranks:
+        if info.rank in seen and seen[info.rank] != info.source:
+            raise BadInput(info.source, f"claims rank {info.rank}, which {seen[info.rank]} claims too")
+        seen[info.rank] = info.source
 
 
 def _read_manifest(files: list[_File]) -> dict | None:
@@ -226,10 +274,9 @@ def _read_manifest(files: list[_File]) -> dict | None:
         raise BadInput(files[0].path, f"run manifest is not valid JSON: {e}") from None
 
 
-def _match_execution_traces(files: list[_File], trace: Trace) -> dict[int, str]:
+def _match_execution_traces(files: list[_File], ranks: list[int]) -> dict[int, str]:
     """An Execution Trace belongs to the rank its file name gives, else to the only rank."""
     out: dict[int, str] = {}
-    ranks = [r.rank for r in trace.ranks]
     for f in files:
         rank = rank_from_name(f.path)
         if rank is None and len(ranks) == 1:

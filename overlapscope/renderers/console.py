@@ -25,8 +25,14 @@ def fmt_ns(ns: int) -> str:
     return f"{ns / 1e9:.3f} s"
 
 
+def make_console() -> Console:
+    """A terminal's own width; piped output gets room for whole numbers and file names."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def print_analysis(analysis: Analysis, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     table = Table(title="Communication hidden under compute, per rank (whole trace)")
     for col in ("rank", "device", "comm", "compute", "overlapped", "overlap", "exposed comm", "file"):
         table.add_column(col, justify="left" if col == "file" else "right", overflow="fold")

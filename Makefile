@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 DEMO_OUT := out
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: $(DEV)
 
 bench: $(DEV)
 	$(BIN)/python benchmarks/bench_analyze.py
+
+bench-scale: $(DEV)
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench-data .pytest_cache

@@ -88,23 +88,22 @@ def compare_overlap(before: Analysis, after: Analysis) -> list[DiffRow]:
 
 def compare_findings(before: RaceReport, after: RaceReport) -> tuple[list[Finding], list[Finding], int]:
     """(new, gone, unchanged count): a multiset difference over the findings' identities."""
-    before_left = Counter(finding_identity(f) for f in before.findings)
-    new = []
-    for f in after.findings:
-        key = finding_identity(f)
-        if before_left[key]:
-            before_left[key] -= 1
-        else:
-            new.append(f)
-    after_left = Counter(finding_identity(f) for f in after.findings)
-    gone = []
-    for f in before.findings:
-        key = finding_identity(f)
-        if after_left[key]:
-            after_left[key] -= 1
-        else:
-            gone.append(f)
+    new = _unmatched(after.findings, before.findings)
+    gone = _unmatched(before.findings, after.findings)
     return new, gone, len(after.findings) - len(new)
+
+
+def _unmatched(findings: list[Finding], others: list[Finding]) -> list[Finding]:
+    """The findings with no counterpart of the same identity among `others` (each used once)."""
+    left = Counter(finding_identity(f) for f in others)
+    out = []
+    for f in findings:
+        key = finding_identity(f)
+        if left[key]:
+            left[key] -= 1
+        else:
+            out.append(f)
+    return out
 
 
 def finding_identity(f: Finding) -> tuple[int, str, str, str, str]:

@@ -42,13 +42,13 @@ class _NoStream:
     """A CUDA stream's interface with nothing behind it: on a CPU every op completes in program order."""
 
     def wait_stream(self, other: Any) -> None:
-        pass
+        return None
 
     def wait_event(self, event: Any) -> None:
-        pass
+        return None
 
     def synchronize(self) -> None:
-        pass
+        return None
 
 
 class _NoEvent:

@@ -4,4 +4,4 @@ from __future__ import annotations
 
 
 class RunFailed(Exception):
-    pass
+    """The run started, then a rank or the profiler failed."""

@@ -38,7 +38,7 @@ class NoProfiler:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass
+        return None
 
     @contextlib.contextmanager
     def step(self) -> Iterator[None]:

@@ -84,7 +84,7 @@ def parse_execution_trace(data: bytes, source: str) -> ExecutionTrace:
 
 
 class _Skip(Exception):
-    pass
+    """A node we cannot use; it is skipped and named in the notes."""
 
 
 def _some(ids: list[Any], limit: int = 5) -> str:

@@ -17,6 +17,7 @@ list in its place.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -136,12 +137,10 @@ class EventSplitter:
     def _fast_cut(self) -> Any | None:
         """Decode the events before the last `},` if they parse as a list; None if they do not."""
         tail = max(0, len(self._carry) - _TAIL)
-        last = None
-        for last in _EVENT_END.finditer(self._carry, tail):
-            pass
-        if last is None:
+        last = deque(_EVENT_END.finditer(self._carry, tail), maxlen=1)
+        if not last:
             return None
-        cut = last.start() + 1
+        cut = last[0].start() + 1
         batch = _as_list(self._carry, cut)
         if batch is None:
             return None

@@ -426,8 +426,9 @@ def _resolve_event(row, records: pd.DataFrame, streams: _Streams, comp_of_stream
             last = same.sort_values(["start", "correlation"]).iloc[-1]
             rec_corr, src_stream = int(last["correlation"]), int(last["stream"])
     if rec_corr == NO_ID:
-        notes[f"{kind} whose event record is not in the trace (recorded before the capture began, or nsys ran "
-              "without --cuda-event-trace=true): what it orders is unknown"] += 1
+        notes[f"{kind} whose event record is not in the trace (recorded before the capture began; nsys ran "
+              "without --cuda-event-trace=true; or a Kineto trace whose waits carry no record, as PyTorch 2.11 "
+              "with CUDA 13 writes them): what it orders is unknown"] += 1
         return None
     if src_stream == NO_ID:
         named = records[records["correlation"] == rec_corr]

@@ -149,7 +149,7 @@ class NsaIndexerCP:
         }
 
     def close(self) -> None:
-        pass
+        """Nothing to release: buffers and streams go with the process."""
 
     # ---- the forward ----------------------------------------------------------------------------
     def _run(self, alt: Any, join: bool) -> None:

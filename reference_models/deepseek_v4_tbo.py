@@ -145,7 +145,7 @@ class TboBlock:
         }
 
     def close(self) -> None:
-        pass
+        """Nothing to release: buffers and streams go with the process."""
 
     # ---- the forward ----------------------------------------------------------------------------
     def _plan(self, variant: str) -> _Plan:

@@ -118,8 +118,10 @@ class NsysBuilder:
         return corr
 
     def memcpy(self, stream: int, start: int, end: int, launch_at: int | None = None, pid: int = 1000,
-               device: int = 0, copy_kind: int = 8) -> int:
-        corr = self._launch("cudaMemcpyAsync_v3020", launch_at, pid, None, "runtime")
+               device: int = 0, copy_kind: int = 8, corr: int | None = None) -> int:
+        """A copy and its call; with `corr`, another record of that call's copy (no new call)."""
+        if corr is None:
+            corr = self._launch("cudaMemcpyAsync_v3020", launch_at, pid, None, "runtime")
         self.rows["CUPTI_ACTIVITY_KIND_MEMCPY"].append(
             (start, end, device, device + 1, None, stream, corr, global_pid(pid), 1 << 20, copy_kind, 2, 2))
         return corr
@@ -153,13 +155,14 @@ class NsysBuilder:
         return corr
 
     def sync(self, kind: str, start: int, end: int, stream: int = NOT_APPLICABLE, event: int = NOT_APPLICABLE,
-             pid: int = 1000, device: int = 0) -> int:
-        """A SYNCHRONIZATION row (kind: stream_wait_event, event_sync, stream_sync, context_sync) and its call."""
+             pid: int = 1000, device: int = 0, typed_as: str | None = None) -> int:
+        """A SYNCHRONIZATION row (kind: stream_wait_event, event_sync, stream_sync, context_sync) and its
+        call; `typed_as` writes another kind's syncType, as some exports do."""
         call = {"stream_wait_event": "cudaStreamWaitEvent_v3020", "event_sync": "cudaEventSynchronize_v3020",
                 "stream_sync": "cudaStreamSynchronize_v3020", "context_sync": "cudaDeviceSynchronize_v3020"}[kind]
         corr = self.call(call, start, end, pid)
         self.rows["CUPTI_ACTIVITY_KIND_SYNCHRONIZATION"].append(
-            (start, end, device, device + 1, None, stream, corr, global_pid(pid), None, SYNC_TYPE[kind], event,
+            (start, end, device, device + 1, None, stream, corr, global_pid(pid), None, SYNC_TYPE[typed_as or kind], event,
              NOT_APPLICABLE))
         return corr
 

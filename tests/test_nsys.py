@@ -16,6 +16,7 @@ from nsys_builder import NsysBuilder
 from overlapscope.cli import app
 from overlapscope.errors import BadInput
 from overlapscope.overlap import analyze
+from overlapscope.races.hb import happens_before
 from overlapscope.trace.load import load
 from overlapscope.trace.model import NO_ID
 from overlapscope.trace.nsys import read_nsys
@@ -399,10 +400,66 @@ def test_sync_rows_take_the_device_of_their_context():
 
 
 def test_nsys_2025_layout_sync_types():
-    """deprecatedSyncType (NULL) beside syncType, eventId 0xFFFFFFFF: two stream waits, one context sync."""
-    trace = load([corpus_path("nsys", "nvidia-fuser", "report_nsys2025.1.sqlite")])
-    assert sorted(trace.syncs["kind"].astype(str)) == ["context_sync", "stream_wait_event", "stream_wait_event"]
+    """deprecatedSyncType (NULL) beside syncType, eventId 0xFFFFFFFF. Two rows are typed stream
+    waits (syncType 2) but their calls are cudaStreamSynchronize: they are stream syncs."""
+    path = corpus_path("nsys", "nvidia-fuser", "report_nsys2025.1.sqlite")
+    calls = sql(path, "SELECT s.syncType, n.value FROM CUPTI_ACTIVITY_KIND_SYNCHRONIZATION s "
+                      "JOIN CUPTI_ACTIVITY_KIND_RUNTIME r ON r.correlationId = s.correlationId "
+                      "AND r.globalTid >> 24 = s.globalPid >> 24 JOIN StringIds n ON n.id = r.nameId")
+    assert sorted(calls) == [(2, "cudaStreamSynchronize_v3020"), (2, "cudaStreamSynchronize_v3020"),
+                             (4, "cudaDeviceSynchronize_v3020")]
+    trace = load([path])
+    assert sorted(trace.syncs["kind"].astype(str)) == ["context_sync", "stream_sync", "stream_sync"]
     assert set(trace.syncs["event"]) == {NO_ID}
+
+
+def test_sync_kind_follows_the_cuda_call(tmp_path):
+    """A cudaStreamSynchronize typed as a stream wait (no event) is read as the stream sync it is,
+    and the race checker then orders the synced kernel before what the host does next."""
+    b = NsysBuilder()
+    b.kernel("producer", 7, 100, 5000, launch_at=0)
+    b.sync("stream_sync", 2000, 5100, stream=7, typed_as="stream_wait_event")
+    b.kernel("consumer", 21, 6000, 7000, launch_at=5200)
+    trace = load([b.write(tmp_path / "t.sqlite")])
+    assert trace.syncs["kind"].astype(str).tolist() == ["stream_sync"]
+    hb = happens_before(trace.for_rank(0))
+    order = trace.gpu_ops.sort_values("start").index.to_numpy()
+    assert hb.op_before(order[:1], order[1:]).tolist() == [True]
+
+
+def test_copies_on_a_gpu_without_kernels_belong_to_their_process_rank(tmp_path):
+    """Process 1000 computes on GPU 0 and copies into GPU 1 (a peer copy, recorded on GPU 1's
+    context); process 2000 computes on GPU 1. Two ranks, not three: the copy is rank 0's."""
+    b = NsysBuilder()
+    b.kernel("gemm", 7, 0, 100, launch_at=0, pid=1000, device=0)
+    b.memcpy(148, 200, 300, launch_at=150, pid=1000, device=1)
+    b.kernel("gemm", 7, 0, 100, launch_at=0, pid=2000, device=1)
+    trace = load([b.write(tmp_path / "t.sqlite")])
+    assert [(r.rank, r.pid, r.device) for r in trace.ranks] == [(0, 1000, 0), (1, 2000, 1)]
+    copies = trace.gpu_ops[trace.gpu_ops["kind"] == "memcpy"]
+    assert copies[["rank", "device"]].values.tolist() == [[0, 1]]
+    assert trace.host_calls.groupby("rank").size().tolist() == [2, 1]
+
+
+def test_second_record_of_a_cross_device_copy_is_ordered_like_the_first(tmp_path):
+    """One cudaMemcpyAsync into a peer GPU, recorded once per context (stream 21 on GPU 0, then
+    stream 148 on GPU 1) behind an event wait on the producer's stream: both records come after
+    the producer. A copy on GPU 1 that is another call stays unordered (the control)."""
+    b = NsysBuilder()
+    b.kernel("producer", 7, 100, 1000, launch_at=0)
+    b.event_record(5, stream=7, at=50)
+    b.sync("stream_wait_event", 60, 65, stream=21, event=5)
+    corr = b.memcpy(21, 1100, 1200, launch_at=70)
+    b.memcpy(148, 1210, 1300, device=1, corr=corr)
+    b.memcpy(149, 1400, 1500, launch_at=80, device=1)
+    trace = load([b.write(tmp_path / "t.sqlite")])
+    ops = trace.gpu_ops.reset_index(drop=True)
+    hb = happens_before(trace.for_rank(0))
+    producer = ops.index[ops["name"] == "producer"].to_numpy()
+    by_stream = {int(s): ops.index[ops["stream"] == s].to_numpy() for s in (21, 148, 149)}
+    assert hb.op_before(producer, by_stream[21]).tolist() == [True]
+    assert hb.op_before(producer, by_stream[148]).tolist() == [True]
+    assert hb.op_before(producer, by_stream[149]).tolist() == [False]
 
 
 def test_event_sync_linked_to_its_cuda_event_record():

@@ -95,3 +95,19 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, tmp_p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_torch_profiler_records_the_transfer_engine_thread(tmp_path: Path) -> None:
+    """The staging transfer's read is marked on the transfer engine's own thread; the profiler,
+    which by default records only the thread that started it, must record that thread too."""
+    from overlapscope.trace.load import load
+
+    out = tmp_path / "staging"
+    result = runner.invoke(app, ["run", "staging_transfer", "--variant", "unsynced", "--device", "cpu",
+                                 "--profiler", "torch", "--world-size", "2", "--steps", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ranges = load([out]).ranges
+    main_thread = ranges.loc[ranges["name"] == "staging/prefill", "tid"].unique()
+    marks = ranges[ranges["name"].astype(str).str.startswith("osacc:rdma_read|on=host|r=staging@")]
+    assert len(marks) == 2  # one per rank
+    assert not set(marks["tid"]) & set(main_thread)

@@ -59,7 +59,7 @@ class TorchProfiler:
             activities=activities,
             schedule=schedule(wait=0, warmup=self.warmup_steps, active=steps, repeat=1),
             on_trace_ready=lambda p: p.export_chrome_trace(str(trace_file)),
-            experimental_config=torch._C._profiler._ExperimentalConfig(enable_cuda_sync_events=True),
+            experimental_config=_experimental_config(torch),
             execution_trace_observer=self._observer,
         )
 
@@ -74,6 +74,17 @@ class TorchProfiler:
     def step(self) -> Iterator[None]:
         yield
         self._profile.step()
+
+
+def _experimental_config(torch: Any) -> Any:
+    """CUDA sync records (the race checker's waits and syncs), and every thread's ranges and ops:
+    by default the profiler records only the thread that started it, and a transfer engine's
+    thread (its access marks, its copies' launches) would be missing from the trace."""
+    config = torch._C._profiler._ExperimentalConfig
+    try:
+        return config(enable_cuda_sync_events=True, profile_all_threads=True)
+    except TypeError:  # torch before profile_all_threads
+        return config(enable_cuda_sync_events=True)
 
 
 class NsysRanges:

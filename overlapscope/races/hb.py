@@ -161,7 +161,13 @@ def happens_before(trace: Trace) -> HappensBefore:
     notes: Counter[str] = Counter()
 
     # components: streams first, then host threads that make CUDA calls
-    stream_pairs, op_comp = _pairs(ops["device"].to_numpy(np.int64), ops["stream"].to_numpy(np.int64))
+    op_device, op_stream = ops["device"].to_numpy(np.int64).copy(), ops["stream"].to_numpy(np.int64).copy()
+    # a copy between devices is reported once per device's context under one correlation id, the
+    # second record after the first; both are the work of the stream the call named: order the
+    # second half on the first half's stream, so that waits and syncs on that stream cover it
+    for first, later in _cross_device_copy_halves(ops):
+        op_device[later], op_stream[later] = op_device[first], op_stream[first]
+    stream_pairs, op_comp = _pairs(op_device, op_stream)
     thread_pairs, call_comp = _pairs(calls["pid"].to_numpy(np.int64), calls["tid"].to_numpy(np.int64))
     ns = len(stream_pairs)
     call_comp = call_comp + ns
@@ -374,6 +380,22 @@ def happens_before(trace: Trace) -> HappensBefore:
         notes=[f"{what} ({count}x)" if count > 1 else what for what, count in notes.items()],
         epoch_end=epoch_end, epoch_clock=np.stack(epochs), thread_comp=thread_comp, thread_starts=thread_starts,
     )
+
+
+def _cross_device_copy_halves(ops: pd.DataFrame) -> list[tuple[int, int]]:
+    """(first record, later record) rows of memcpys that share a correlation id across devices
+    (one cudaMemcpyAsync into a peer GPU, as nsys shows it: one record per context). Kernels that
+    share one (graph launches) run in parallel branches and are left alone."""
+    is_copy = (ops["kind"].to_numpy() == "memcpy") & (ops["correlation"].to_numpy() != NO_ID)
+    if is_copy.sum() < 2:
+        return []
+    copies = pd.DataFrame({"row": np.flatnonzero(is_copy), "corr": ops["correlation"].to_numpy()[is_copy],
+                           "device": ops["device"].to_numpy()[is_copy], "start": ops["start"].to_numpy()[is_copy]})
+    split = copies.groupby("corr")["device"].transform("nunique").to_numpy() > 1
+    copies = copies[split].sort_values(["corr", "start"], kind="stable")
+    first = copies.groupby("corr")["row"].transform("first").to_numpy()
+    rows = copies["row"].to_numpy()
+    return [(int(f), int(r)) for f, r in zip(first, rows) if f != r]
 
 
 def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:

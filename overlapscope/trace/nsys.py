@@ -312,25 +312,47 @@ def _gpu_op_frame(ops: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
 
 @dataclass
 class _Ranks:
-    """The (process, device) pairs with GPU work, in rank order, and the rank of every GPU op."""
+    """The ranks, in order, each a (process, device) pair with GPU work, and the rank of every GPU op.
 
-    process: np.ndarray
-    device: np.ndarray
-    numbers: np.ndarray
-    of_ops: np.ndarray
+    A process that ran kernels on a device is a rank there. Copies and memsets a process made on
+    a device where it ran no kernel (a peer copy into another rank's GPU, CUDA IPC set-up) belong
+    to the rank where it ran the most ops, so they do not invent a rank of their own."""
+
+    process: np.ndarray  # per rank
+    device: np.ndarray  # per rank
+    numbers: np.ndarray  # per rank
+    of_ops: np.ndarray  # per GPU op
+    _pair_index: pd.MultiIndex  # every (process, device) with GPU work ...
+    _pair_rank: np.ndarray  # ... and its rank
 
     @classmethod
     def of(cls, ops: pd.DataFrame, first_rank: int) -> _Ranks:
-        keys = pd.DataFrame({"device": ops["device"], "pid": ops["process"] & _ID_MASK, "process": ops["process"]})
-        grouped = keys.groupby(["device", "pid", "process"], sort=True)
-        pairs = grouped.size().index.to_frame(index=False)
-        return cls(process=pairs["process"].to_numpy(), device=pairs["device"].to_numpy(),
-                   numbers=first_rank + np.arange(len(pairs)), of_ops=first_rank + grouped.ngroup().to_numpy())
+        keys = pd.DataFrame({"process": ops["process"], "device": ops["device"],
+                             "kernel": ops["kind"].to_numpy() == GPU_OP_KINDS.index("kernel")})
+        pairs = keys.groupby(["process", "device"], sort=True).agg(ops=("kernel", "size"), kernels=("kernel", "sum"))
+        pairs = pairs.reset_index()
+        ran_kernels = pairs.groupby("process")["kernels"].transform("sum").to_numpy() > 0
+        own = (pairs["kernels"].to_numpy() > 0) | ~ran_kernels
+        busiest = pairs[own].sort_values(["ops", "device"], ascending=[False, True]).drop_duplicates("process")
+        home = busiest.set_index("process")["device"]
+        # a folded pair takes the device of its process's busiest own pair
+        home_of_pair = np.where(own, pairs["device"].to_numpy(),
+                                home.reindex(pairs["process"]).to_numpy())
+        rank_pairs = pairs[own].assign(pid=lambda d: d["process"] & _ID_MASK).sort_values(
+            ["device", "pid", "process"], kind="stable")
+        rank_index = pd.MultiIndex.from_frame(rank_pairs[["process", "device"]])
+        pair_rank = first_rank + rank_index.get_indexer(
+            pd.MultiIndex.from_arrays([pairs["process"].to_numpy(), home_of_pair]))
+        pair_index = pd.MultiIndex.from_frame(pairs[["process", "device"]])
+        of_ops = pair_rank[pair_index.get_indexer(pd.MultiIndex.from_frame(keys[["process", "device"]]))]
+        return cls(process=rank_pairs["process"].to_numpy(), device=rank_pairs["device"].to_numpy(),
+                   numbers=first_rank + np.arange(len(rank_pairs)), of_ops=of_ops,
+                   _pair_index=pair_index, _pair_rank=pair_rank)
 
     def of_pairs(self, process: np.ndarray, device: np.ndarray) -> np.ndarray:
         """The rank of each (process, device), NO_ID where that pair ran no GPU work."""
-        pairs = pd.MultiIndex.from_arrays([self.process, self.device])
-        return _take(self.numbers, pairs.get_indexer(pd.MultiIndex.from_arrays([process, device])), NO_ID)
+        found = self._pair_index.get_indexer(pd.MultiIndex.from_arrays([process, device]))
+        return _take(self._pair_rank, found, NO_ID)
 
     def spread(self, process: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, rank) for each row and each rank of the row's process: host rows belong to every
@@ -513,7 +535,8 @@ def _syncs(export: _Export, ops: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFr
     kind, correlation, wait_on_stream, record_correlation), linked before ranks are assigned:
     an event may be recorded on one GPU and awaited on another."""
     records = _event_records(export, calls)
-    syncs = pd.concat([records, _link_to_records(_sync_rows(export), records)], ignore_index=True)
+    rows = _kind_from_call(_sync_rows(export), calls)
+    syncs = pd.concat([records, _link_to_records(rows, records)], ignore_index=True)
     syncs["device"] = _device_of_context(ops, syncs)
     return syncs
 
@@ -537,6 +560,32 @@ def _sync_rows(export: _Export) -> pd.DataFrame:
     kind = rows.pop("type").map(kind_of_type)
     rows = rows[kind.notna().to_numpy()].assign(kind=kind.dropna().astype(np.int8))  # "unknown" syncs name nothing
     return _with_wait_columns(rows)
+
+
+# the CUDA call behind a sync row says what it was (names without nsys's _vNNNN suffix)
+_SYNC_KIND_OF_CALL = {
+    "cudaStreamSynchronize": "stream_sync", "cuStreamSynchronize": "stream_sync",
+    "cudaStreamWaitEvent": "stream_wait_event", "cuStreamWaitEvent": "stream_wait_event",
+    "cudaEventSynchronize": "event_sync", "cuEventSynchronize": "event_sync",
+    "cudaEventQuery": "event_sync", "cuEventQuery": "event_sync",
+    "cudaDeviceSynchronize": "context_sync", "cuCtxSynchronize": "context_sync",
+}
+
+
+def _kind_from_call(rows: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    """Each sync row's kind as its CUDA call names it. Several exports (nvidia-fuser's 2024.6 and
+    2025.1 files, ours from 2025.3 with CUDA 13) type every cudaStreamSynchronize as a stream
+    wait event (syncType 2, no event id); taken at its word, a host synchronize would order
+    nothing. Rows whose call is not in the export keep their syncType."""
+    if not len(rows) or not len(calls):
+        return rows
+    named = calls[["process", "correlation", "name"]].drop_duplicates(["process", "correlation"])
+    found = pd.MultiIndex.from_frame(named[["process", "correlation"]]).get_indexer(
+        pd.MultiIndex.from_frame(rows[["process", "correlation"]]))
+    call_kind = named["name"].astype(str).map(lambda n: SYNC_KINDS.index(_SYNC_KIND_OF_CALL[n])
+                                              if n in _SYNC_KIND_OF_CALL else NO_ID).to_numpy()
+    kind = _take(call_kind, found, NO_ID)
+    return rows.assign(kind=np.where(kind != NO_ID, kind, rows["kind"].to_numpy()).astype(np.int8))
 
 
 def _event_records(export: _Export, calls: pd.DataFrame) -> pd.DataFrame:

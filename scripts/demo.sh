@@ -1,25 +1,21 @@
 #!/usr/bin/env bash
-# `make demo`: analyse the bundled traces and write an HTML report.
+# `make demo`: analyse the bundled sample traces, check the buggy variants for races, write HTML reports.
 set -euo pipefail
 bin=$1 out=$2
 mkdir -p "$out"
-runs=()
-for run in sample_traces/*/*/torch sample_traces/*/*/nsys; do
-  [ -d "$run" ] && runs+=("$run")
+region_of() { "$bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['overlap_region'])" "$1/run.json"; }
+# the staging transfer moves data with a copy, not a collective: no overlap to measure (analyze exits 2)
+for run in sample_traces/deepseek_*/*/torch; do
+  echo "== $run (region: $(region_of "$run"))"
+  "$bin/overlapscope" analyze "$run" --region "$(region_of "$run")"
 done
-if [ ${#runs[@]} -eq 0 ]; then
-  # The reference models' GPU captures are not in sample_traces/ yet (see README, "Sample traces"):
-  # analyse the hand-built fixture run instead, and the one real H200 capture there is.
-  echo "(no reference-model sample traces yet: using the hand-built fixture tests/fixtures/tbo_demo)"
-  runs=(tests/fixtures/tbo_demo)
-fi
-for run in "${runs[@]}"; do
-  region=$("$bin/python" -c "import json,sys,pathlib; p=pathlib.Path(sys.argv[1],'run.json'); print(json.loads(p.read_text()).get('overlap_region','tbo') if p.exists() else 'tbo')" "$run")
-  echo "== $run (region: $region)"
-  "$bin/overlapscope" analyze "$run" --region "$region"
+for run in sample_traces/deepseek_v4_tbo/wrong-join/nsys sample_traces/deepseek_v32_nsa_cp/missing-join/nsys \
+           sample_traces/staging_transfer/unsynced/nsys; do
+  echo "== races in $run (a buggy variant: findings expected, exit 1)"
+  found=$("$bin/overlapscope" races "$run" --json 2>/dev/null) || [ $? -eq 1 ]  # 1: findings
+  "$bin/python" -c "import collections,json,sys; f=json.loads(sys.argv[1])['findings']; print(dict(collections.Counter((x['rule'], x['kind']) for x in f)))" "$found"
 done
-if [ -d sample_traces/late_rank ]; then
-  echo "== sample_traces/late_rank (real 2 x H200 capture; one rank joined late)"
-  "$bin/overlapscope" analyze sample_traces/late_rank --skew
-fi
-"$bin/overlapscope" report "${runs[0]}" -o "$out/report.html" --region tbo
+echo "== sample_traces/late_rank (one rank joined late)"
+"$bin/overlapscope" analyze sample_traces/late_rank --skew
+"$bin/overlapscope" report sample_traces/deepseek_v4_tbo/comm-stream/torch -o "$out/report.html" --region '^tbo/block$'
+"$bin/overlapscope" report sample_traces/deepseek_v4_tbo/wrong-join/nsys -o "$out/report-wrong-join.html" --region '^tbo/block$'

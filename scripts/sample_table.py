@@ -17,10 +17,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from overlapscope.overlap import analyze  # noqa: E402
+from overlapscope import intervals as iv  # noqa: E402
+from overlapscope.overlap import analyze, launch_points, launched_inside  # noqa: E402
 from overlapscope.races.check import check_races  # noqa: E402
 from overlapscope.races.findings import Finding  # noqa: E402
 from overlapscope.trace.load import load  # noqa: E402
@@ -30,6 +33,14 @@ SAMPLES = REPO / "sample_traces"
 README = REPO / "README.md"
 BEGIN, END = "<!-- sample-table: scripts/sample_table.py --write -->", "<!-- /sample-table -->"
 PROFILERS = ("torch", "nsys")
+# The parts each model overlaps, as region regexes: (what, communication, what, compute it hides under).
+# Measured in the baseline, where they run one after the other, so neither slows the other down.
+PARTNERS = {
+    "deepseek_v4_tbo": ("DP all-gathers + TP all-reduces", r"^tbo/l\d+/mb\d+/(dp_allgather|combine_outputs)$",
+                        "attention + MoE", r"^tbo/l\d+/mb\d+/(attention|moe)$"),
+    "deepseek_v32_nsa_cp": ("key all-gather", r"^nsa_cp/indexer/key_allgather$",
+                            "query RoPE + rotation", r"^nsa_cp/indexer/query_rotation$"),
+}
 
 
 @dataclass
@@ -43,6 +54,7 @@ class Sample:
     checked: int
     findings: list[Finding]  # the race checker's
     notes: list[str]
+    partners_ms: tuple[float, float] | None  # baselines: (comm, compute) of PARTNERS per rank-step
 
     @property
     def races(self) -> Counter:
@@ -63,9 +75,25 @@ def measure(model: str, variant: str, profiler: str, path: Path) -> Sample:
     times = [t for rank in manifest["step_times_ms"] for t in rank]
     checks = [c for rank in manifest["numerics"] for c in rank]
     report = check_races(trace)
+    partners = None
+    if model in PARTNERS and variant == MODELS[model].baseline:
+        _, comm, _, compute = PARTNERS[model]
+        partners = (_busy_ms(trace, comm, "comm") / len(times), _busy_ms(trace, compute, "compute") / len(times))
     return Sample(model, variant, profiler, [r.overlap_pct for r in sorted(regions, key=lambda r: r.rank)],
                   sum(times) / len(times), sum(not c["ok"] for c in checks), len(checks), report.findings,
-                  report.notes)
+                  report.notes, partners)
+
+
+def _busy_ms(trace, regex: str, op_class: str) -> float:
+    """Time (ms, summed over ranks) the GPU ran ops of `op_class` launched inside the matching ranges."""
+    ranges = trace.ranges[trace.ranges["name"].astype(str).str.contains(regex, regex=True)]
+    ops = trace.gpu_ops
+    mask = launched_inside(launch_points(trace), ranges) & (ops["op_class"] == op_class).to_numpy()
+    total = 0
+    for rank in np.unique(ops["rank"].to_numpy()):
+        mine = mask & (ops["rank"] == rank).to_numpy()
+        total += iv.measure(iv.union(ops["start"].to_numpy()[mine], ops["end"].to_numpy()[mine]))
+    return total / 1e6
 
 
 def markdown(samples: list[Sample]) -> str:
@@ -80,6 +108,16 @@ def markdown(samples: list[Sample]) -> str:
         races = ", ".join(f"{rule} {kind} ×{n}" for (rule, kind), n in sorted(s.races.items())) or "none"
         lines.append(f"| {s.model} | {s.variant} | {s.profiler} | {overlap} | {step} | {s.failed}/{s.checked} "
                      f"| {races} |")
+    lines += ["", "The parts each model overlaps, measured in its baseline, where they run one after the other "
+              "(GPU time per rank and step):", "",
+              "| model (baseline) | profiler | communication | ms | compute it hides under | ms | compute / comm |",
+              "|---|---|---|---|---|---|---|"]
+    for s in samples:
+        if s.partners_ms:
+            comm_what, _, compute_what, _ = PARTNERS[s.model]
+            comm, compute = s.partners_ms
+            lines.append(f"| {s.model} ({s.variant}) | {s.profiler} | {comm_what} | {comm:.3f} | {compute_what} "
+                         f"| {compute:.3f} | {compute / comm:.2f} |")
     return "\n".join(lines)
 
 

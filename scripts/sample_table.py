@@ -36,8 +36,8 @@ PROFILERS = ("torch", "nsys")
 # The parts each model overlaps, as region regexes: (what, communication, what, compute it hides under).
 # Measured in the baseline, where they run one after the other, so neither slows the other down.
 PARTNERS = {
-    "deepseek_v4_tbo": ("DP all-gathers + TP all-reduces", r"^tbo/l\d+/mb\d+/(dp_allgather|combine_outputs)$",
-                        "attention + MoE", r"^tbo/l\d+/mb\d+/(attention|moe)$"),
+    "deepseek_v4_tbo": ("DP all-gathers + TP all-reduces", r"^tbo/l\d+/mb\d+/(?:dp_allgather|combine_outputs)$",
+                        "attention + MoE", r"^tbo/l\d+/mb\d+/(?:attention|moe)$"),
     "deepseek_v32_nsa_cp": ("key all-gather", r"^nsa_cp/indexer/key_allgather$",
                             "query RoPE + rotation", r"^nsa_cp/indexer/query_rotation$"),
 }

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from test_races_helpers import NIC, T0, RaceBuilder, check, execution_trace, tensor
+from overlapscope.overlap import launch_points
+from overlapscope.races.where import op_places
+from overlapscope.trace.load import load
+from test_races_helpers import NIC, T0, RaceBuilder, check, execution_trace, tensor, write
 
 IDS = {"ids": (0x7F00_0000_0000, 4096)}
 STAGING = {"staging": (0x7E00_0000_0000, 8192)}
@@ -38,6 +41,25 @@ def test_cross_stream_manifest(tmp_path):
     assert (f.second.name, f.second.stream, f.second.region) == ("index_select_kernel", 13, "consume_ids")
     assert "record an event on stream 7 after `dp_allgather` and make stream 13 wait on it" in f.hint
     assert "before `consume_ids`" in f.hint
+
+
+def test_findings_name_the_users_range_not_the_communication_librarys(tmp_path):
+    """PyTorch's `nccl:_all_gather_base` record_function (and NCCL's own NVTX range) sits inside
+    the user's mark, innermost around the kernel launch; the finding names the user's code. A
+    kernel launched inside the library's range alone still gets that range's name."""
+    b = dp_gather_then_consume(6000, join=False)
+    b.region("nccl:_all_gather_base", 1400, 1600)
+    f = check(b, tmp_path=tmp_path).findings[0]
+    assert f.first.region == "dp_allgather"
+    assert "after `dp_allgather`" in f.hint
+    lone = RaceBuilder(rank=0)
+    lone.step(1, 0, 50_000)
+    lone.region("ncclAllGather", 1400, 1600)
+    lone.launch("ncclDevKernel_AllGather_RING_LL", 7, 1500, 5000, 9000)
+    (tmp_path / "lone").mkdir()
+    trace = load([write(lone, tmp_path / "lone")]).for_rank(0)
+    regions, _ = op_places(trace, launch_points(trace))
+    assert regions.tolist() == ["ncclAllGather"]
 
 
 def test_cross_stream_latent(tmp_path):

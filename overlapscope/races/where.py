@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 NONE = -1
+# ranges a communication library opens around its own calls: NCCL/RCCL's NVTX ranges and
+# PyTorch's record_functions around them
+LIBRARY_RANGE = r"^(?:nccl|rccl)(?::|[A-Z])|^c10d::|^record_param_comms$"
 
 
 def innermost(starts: np.ndarray, ends: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -99,6 +102,20 @@ def region_label(name: str) -> str:
     return mark.label if mark is not None else name
 
 
+def _innermost_labels(named, launch, which: np.ndarray) -> np.ndarray:
+    """For the ops in `which`: the label of the innermost of `named` around their launch on its thread."""
+    out = np.full(which.size, "", dtype=object)
+    rk, ok = thread_keys((named["pid"].to_numpy(), named["tid"].to_numpy()), (launch.pid, launch.tid))
+    found = innermost_per_thread(rk, named["start"].to_numpy(np.int64), named["end"].to_numpy(np.int64),
+                                 np.where(which, ok, -1), launch.time)
+    names = named["name"].astype("category")
+    labels_of = np.array([region_label(str(c)) for c in names.cat.categories] + [""], dtype=object)
+    labels = labels_of[names.cat.codes.to_numpy()]  # code -1 (missing) picks the ""
+    hit = found >= 0
+    out[hit] = labels[found[hit]]
+    return out
+
+
 def op_places(trace, launch) -> tuple[np.ndarray, np.ndarray]:
     """For each GPU op of a one-rank trace: the innermost named region its launch lies in (on the
     launching thread; "" when none) and the profiler step (any thread; "" when none)."""
@@ -111,14 +128,13 @@ def op_places(trace, launch) -> tuple[np.ndarray, np.ndarray]:
     ranges = trace.ranges
     named = ranges[ranges["source"].isin(REGION_SOURCES)]
     if len(named) and launched.any():
-        rk, ok = thread_keys((named["pid"].to_numpy(), named["tid"].to_numpy()), (launch.pid, launch.tid))
-        found = innermost_per_thread(rk, named["start"].to_numpy(np.int64), named["end"].to_numpy(np.int64),
-                                     np.where(launched, ok, -1), launch.time)
-        names = named["name"].astype("category")
-        labels_of = np.array([region_label(str(c)) for c in names.cat.categories] + [""], dtype=object)
-        labels = labels_of[names.cat.codes.to_numpy()]  # code -1 (missing) picks the ""
-        hit = found >= 0
-        regions[hit] = labels[found[hit]]
+        # the user's own ranges first: a communication library's range around its kernel launch
+        # ("ncclAllGather", "nccl:_all_gather_base") names the call, not the code that needs the fix
+        is_library = named["name"].astype(str).str.contains(LIBRARY_RANGE).to_numpy()
+        for frame in (named[~is_library], named[is_library]):
+            empty = launched & (regions == "")
+            if len(frame) and empty.any():
+                regions[empty] = _innermost_labels(frame, launch, empty)[empty]
     steps_frame = ranges[ranges["source"] == "profiler_step"]
     if len(steps_frame) and launched.any():
         found = innermost(steps_frame["start"].to_numpy(np.int64), steps_frame["end"].to_numpy(np.int64), launch.time)

@@ -53,7 +53,7 @@ class Sample:
     failed: int  # rank-steps whose numerics check failed
     checked: int
     findings: list[Finding]  # the race checker's
-    notes: list[str]
+    unchecked_pairs: int  # access pairs it could not order either way (unresolved waits)
     partners_ms: tuple[float, float] | None  # baselines: (comm, compute) of PARTNERS per rank-step
 
     @property
@@ -81,7 +81,7 @@ def measure(model: str, variant: str, profiler: str, path: Path) -> Sample:
         partners = (_busy_ms(trace, comm, "comm") / len(times), _busy_ms(trace, compute, "compute") / len(times))
     return Sample(model, variant, profiler, [r.overlap_pct for r in sorted(regions, key=lambda r: r.rank)],
                   sum(times) / len(times), sum(not c["ok"] for c in checks), len(checks), report.findings,
-                  report.notes, partners)
+                  report.unchecked_pairs, partners)
 
 
 def _busy_ms(trace, regex: str, op_class: str) -> float:
@@ -99,13 +99,15 @@ def _busy_ms(trace, regex: str, op_class: str) -> float:
 def markdown(samples: list[Sample]) -> str:
     baseline = {(s.model, s.profiler): s.step_ms for s in samples if MODELS[s.model].baseline == s.variant}
     lines = ["| model | variant | profiler | overlap of the region (rank 0 / 1) | GPU step, ms (vs baseline) "
-             "| numerics failed | races found (findings) |", "|---|---|---|---|---|---|---|"]
+             "| numerics failed | races found (findings; pairs left unchecked) |", "|---|---|---|---|---|---|---|"]
     for s in samples:
         overlap = " / ".join("n/a" if p is None else f"{p:.1f} %" for p in s.overlap_pct)
         base = baseline.get((s.model, s.profiler))
         step = f"{s.step_ms:.2f}" + ("" if base is None or s.variant == MODELS[s.model].baseline
                                      else f" ({100 * (s.step_ms / base - 1):+.1f} %)")
         races = ", ".join(f"{rule} {kind} ×{n}" for (rule, kind), n in sorted(s.races.items())) or "none"
+        if s.unchecked_pairs:
+            races += f" ({s.unchecked_pairs} pairs unchecked)"
         lines.append(f"| {s.model} | {s.variant} | {s.profiler} | {overlap} | {step} | {s.failed}/{s.checked} "
                      f"| {races} |")
     lines += ["", "The parts each model overlaps, measured in its baseline, where they run one after the other "

@@ -160,6 +160,7 @@ def test_wait_on_unknown_stream_and_impossible_record_are_noted(tmp_path):
     assert any("no GPU ops" in n for n in report.notes)
     assert any("made after it" in n for n in report.notes)
     assert any("1 unordered access pair(s) not reported" in n for n in report.notes)
+    assert report.unchecked_pairs == 1
 
 
 def test_record_from_before_the_capture_window_covers_nothing(tmp_path):

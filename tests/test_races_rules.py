@@ -65,6 +65,7 @@ def test_findings_name_the_users_range_not_the_communication_librarys(tmp_path):
 def test_cross_stream_latent(tmp_path):
     report = check(dp_gather_then_consume(10_000, join=False), tmp_path=tmp_path)
     assert [(f.rule, f.kind) for f in report.findings] == [("cross-stream", "latent")]
+    assert report.unchecked_pairs == 0
 
 
 def test_cross_stream_fixed_by_event_record_and_wait(tmp_path):
@@ -373,6 +374,7 @@ def test_unrecorded_waits_make_the_order_unknown(tmp_path):
     assert report.findings == []
     assert any("enable_cuda_sync_events=True" in n for n in report.notes)
     assert any("not reported" in n for n in report.notes)
+    assert report.unchecked_pairs == 1
 
 
 def test_unrecorded_device_synchronize_still_orders(tmp_path):

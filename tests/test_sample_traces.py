@@ -81,6 +81,13 @@ def test_correct_variants_and_baselines_have_no_race(samples):
         assert s.failed == 0, key
 
 
+def test_nsys_captures_leave_no_pair_unchecked(samples):
+    """With the event records nsys keeps, every wait resolves: "none" there means none."""
+    nsys = [s for (_, _, profiler), s in samples.items() if profiler == "nsys"]
+    assert len(nsys) == 9
+    assert [s.unchecked_pairs for s in nsys] == [0] * 9
+
+
 @pytest.mark.parametrize("key", sorted(INTENDED), ids="/".join)
 def test_buggy_variant_yields_the_intended_finding_manifest_where_numerics_failed(samples, key):
     rule, buffers = INTENDED[key]

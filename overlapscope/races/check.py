@@ -21,6 +21,7 @@ def check_races(trace: Trace) -> RaceReport:
     the Execution Trace files `trace.execution_traces` names, prints nothing."""
     findings: list[Finding] = []
     notes: list[str] = []
+    unchecked = 0
     collectives = []
     for info in trace.ranks:
         rank = info.rank
@@ -32,14 +33,16 @@ def check_races(trace: Trace) -> RaceReport:
         notes += [f"rank {rank}: {n}" for n in hb.notes + acc.notes]
         regions, steps = op_places(rt, launch)
         if len(acc.table):
-            findings += _memory_races(rank, rt, hb, acc.table, regions, steps, notes)
+            found, left_out = _memory_races(rank, rt, hb, acc.table, regions, steps, notes)
+            findings += found
+            unchecked += left_out
         elif len(rt.gpu_ops):
             notes.append(f"rank {rank}: no memory accesses are known (neither an Execution Trace nor access marks "
                          "give any): only the collective order was checked")
         collectives.append(_collectives(rank, rt, regions, steps, notes))
     findings += collective_order(pd.concat(collectives, ignore_index=True) if collectives else pd.DataFrame())
     findings.sort(key=lambda f: (f.rank, f.second.start_ns, f.rule))
-    return RaceReport(findings=findings, notes=notes)
+    return RaceReport(findings=findings, notes=notes, unchecked_pairs=unchecked)
 
 
 def _execution_trace(trace: Trace, rank: int) -> ExecutionTrace | None:
@@ -48,7 +51,9 @@ def _execution_trace(trace: Trace, rank: int) -> ExecutionTrace | None:
 
 
 def _memory_races(rank: int, rt: Trace, hb: HappensBefore, table: pd.DataFrame, regions: np.ndarray,
-                  steps: np.ndarray, notes: list[str]) -> list[Finding]:
+                  steps: np.ndarray, notes: list[str]) -> tuple[list[Finding], int]:
+    """The rank's findings, and how many unordered pairs were left out as unknown."""
+    left_out = 0
     who = accessors(table, hb, rt.ranges)
     pairs = unordered_conflicts(table, who, hb)
     if len(pairs):
@@ -56,11 +61,12 @@ def _memory_races(rank: int, rt: Trace, hb: HappensBefore, table: pd.DataFrame, 
         a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
         unknown = hb.unresolved_between(who.key[a], who.key[b], np.where(who.is_host[b], -1, who.src_comp[b]))
         if unknown.any():
+            left_out = int(unknown.sum())
             notes.append(f"rank {rank}: {int(unknown.sum())} unordered access pair(s) not reported: a wait or "
                          "synchronize between them could not be resolved, so their order is unknown")
             pairs = pairs[~unknown].reset_index(drop=True)
     if not len(pairs):
-        return []
+        return [], left_out
     info = _describe_accesses(rt, table, who, regions, steps)
     a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
     # One finding per (what, stream) pair per step, "what" being a GPU op's region (a label
@@ -88,7 +94,7 @@ def _memory_races(rank: int, rt: Trace, hb: HappensBefore, table: pd.DataFrame, 
         finding = classify(pair, joins)
         if finding is not None:
             out.append(finding)
-    return out
+    return out, left_out
 
 
 def _buffers(names: pd.Series, limit: int = 3) -> str:

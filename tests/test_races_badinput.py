@@ -145,7 +145,9 @@ def test_truncated_execution_trace_is_bad_input(tmp_path):
         check_races(load([run]))
 
 
-def test_wait_on_unknown_stream_and_impossible_record_are_noted(tmp_path):
+def test_wait_on_a_stream_without_ops_and_impossible_record(tmp_path):
+    """Stream 555 runs no op: its wait is kept (a later record there would pass it on) and
+    orders nothing by itself; the impossible record is noted and leaves the pair unknown."""
     b = RaceBuilder(rank=0)
     b.mark("dp_allgather", 1000, 2000, writes={"ids": (0x1000, 64)})
     b.launch("ncclDevKernel_AllGather_RING_LL", 7, 1500, 5000, 9000)
@@ -157,7 +159,6 @@ def test_wait_on_unknown_stream_and_impossible_record_are_noted(tmp_path):
     # the impossible wait is on the consumer's stream between the two accesses: their order is
     # unknown, so the pair is left out, and the notes say so
     assert report.findings == []
-    assert any("no GPU ops" in n for n in report.notes)
     assert any("made after it" in n for n in report.notes)
     assert any("1 unordered access pair(s) not reported" in n for n in report.notes)
     assert report.unchecked_pairs == 1

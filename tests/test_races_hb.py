@@ -110,19 +110,29 @@ def oracle(p: dict) -> set[tuple[int, int]]:
         before = [i for i in on_stream.get(s, []) if ops[i]["corr"] < corr]
         return before[-1] if before else None
 
+    def stream_sources(s: int, corr: int) -> list[tuple]:
+        """What work on stream s enqueued before `corr` stands for: its last op, and the records
+        its earlier waits waited for (a wait is stream work too, even with no op after it)."""
+        last = last_before(s, corr)
+        return ([("op", last)] if last is not None else []) + [
+            ("rec", w["record"]["corr"]) for w in p["waits"] if w["stream"] == s and w["corr"] < corr]
+
+    records = {w["record"]["corr"]: w["record"] for w in p["waits"]}
+    records |= {sy["record"]["corr"]: sy["record"] for sy in p["syncs"] if sy["record"] is not None}
+    for corr, rec in records.items():
+        edges[("call", rec["call"])].append(("rec", corr))
+        for src in stream_sources(rec["stream"], corr):
+            edges[src].append(("rec", corr))
     for w in p["waits"]:
         after = [i for i in on_stream.get(w["stream"], []) if ops[i]["corr"] > w["corr"]]
-        if not after:
-            continue
-        src = last_before(w["record"]["stream"], w["record"]["corr"])
-        if src is not None:
-            edges[("op", src)].append(("op", after[0]))
-        edges[("call", w["record"]["call"])].append(("op", after[0]))
+        if after:
+            edges[("rec", w["record"]["corr"])].append(("op", after[0]))
     for sy in p["syncs"]:
         later = [("call", i) for i, c in enumerate(calls) if c["start"] >= sy["end"]]
-        sources = [("op", x) for s in sy["streams"] if (x := last_before(s, sy["corr"])) is not None]
         if sy["record"] is not None:
-            sources.append(("call", sy["record"]["call"]))
+            sources = [("rec", sy["record"]["corr"])]
+        else:
+            sources = [src for s in sy["streams"] for src in stream_sources(s, sy["corr"])]
         for src in sources:
             edges[src].extend(later)
     reach = set()
@@ -174,6 +184,42 @@ def test_program_order_and_launch_order():
     i = {n: name.index(n) for n in "abc"}
     assert hb.op_before([i["a"]], [i["b"]])[0] and not hb.op_before([i["b"]], [i["a"]])[0]
     assert not hb.op_before([i["a"]], [i["c"]])[0] and not hb.op_before([i["c"]], [i["a"]])[0]
+
+
+def _names(b: RaceBuilder) -> tuple:
+    trace = read_kineto([b.dumps()], "x.json", 0)
+    names = list(trace.gpu_ops["name"].astype(str))
+    return happens_before(trace), {n: names.index(n) for n in names}
+
+
+def test_a_record_passes_on_what_its_stream_waited_for_without_an_op_between():
+    """NCCL's pattern: its internal stream 13 runs no kernel; it waits for stream 7, records, and
+    stream 20 waits for that record: the producer on 7 happens before the consumer on 20. Without
+    the middle wait (control) nothing orders them."""
+    for middle_wait, expected in ((True, True), (False, False)):
+        b = RaceBuilder(rank=0)
+        b.launch("producer", 7, 100, 1000, 2000)
+        r7 = b.record(200)
+        if middle_wait:
+            b.wait(13, 7, r7, 300)
+        r13 = b.record(400)
+        b.wait(20, 13, r13, 500)
+        b.launch("consumer", 20, 600, 3000, 4000)
+        hb, i = _names(b)
+        assert hb.op_before([i["producer"]], [i["consumer"]])[0] == expected
+
+
+def test_a_stream_sync_covers_what_the_stream_waited_for():
+    """Stream 13 waits for stream 7 and is then synchronised (no op of 13 in between): the host
+    knows the producer finished, and so does everything it launches next."""
+    b = RaceBuilder(rank=0)
+    b.launch("producer", 7, 100, 1000, 2000)
+    r7 = b.record(200)
+    b.wait(13, 7, r7, 300)
+    b.stream_sync(13, 400, 2100)
+    b.launch("consumer", 20, 2200, 3000, 4000)
+    hb, i = _names(b)
+    assert hb.op_before([i["producer"]], [i["consumer"]])[0]
 
 
 def test_host_instants():

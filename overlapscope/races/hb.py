@@ -124,6 +124,49 @@ class _Content:
     rec_thread: int = -1
     rec_time: int = 0
     query_end: int | None = None  # event query: only counts if the covered op ended by then
+    # recorded on a stream that runs no GPU op (NCCL's internal stream): what that stream had
+    # waited for before the record, which the event passes on
+    via: tuple[_Content, ...] = ()
+
+
+class _StreamWaits:
+    """What each stream had learnt from its own waits, over time. An event recorded on a stream, or
+    a synchronize of it, covers the waits enqueued there before it even when no GPU op of that
+    stream lies in between (NCCL's internal stream runs no op at all: it waits for the user stream,
+    records, and the next collective's stream waits for that record). Kept as one merged snapshot
+    per wait (the furthest op of each stream, the latest instant of each thread), so a long chain
+    of such hand-offs costs O(streams + threads) per wait, not O(waits)."""
+
+    def __init__(self) -> None:
+        self._times: dict[tuple[int, int], list[int]] = defaultdict(list)
+        self._known: dict[tuple[int, int], list[tuple[_Content, ...]]] = defaultdict(list)
+
+    def waited(self, stream: tuple[int, int], time: int, content: _Content) -> None:
+        """`stream` waited at `time` (waits arrive in time order) for what `content` makes known."""
+        merged: dict[tuple[str, int], _Content] = {}
+        for c in (*(self._known[stream][-1] if self._known[stream] else ()), *_flatten(content)):
+            if c.src >= 0 and c.covered > 0:
+                old = merged.get(("stream", c.src))
+                if old is None or c.covered > old.covered:
+                    merged[("stream", c.src)] = _Content(c.src, c.covered)
+            if c.rec_thread >= 0:
+                old = merged.get(("thread", c.rec_thread))
+                if old is None or c.rec_time > old.rec_time:
+                    merged[("thread", c.rec_thread)] = _Content(-1, 0, c.rec_thread, c.rec_time)
+        self._times[stream].append(time)
+        self._known[stream].append(tuple(merged.values()))
+
+    def known_before(self, stream: tuple[int, int], time: int) -> tuple[_Content, ...]:
+        """What `stream` had learnt from the waits it made before `time`."""
+        i = bisect.bisect_left(self._times.get(stream, []), time) - 1
+        return self._known[stream][i] if i >= 0 else ()
+
+    def streams_of(self, device: int) -> list[tuple[int, int]]:
+        return [k for k in self._known if device == NO_ID or k[0] == device]
+
+
+def _flatten(c: _Content) -> list[_Content]:
+    return [c, *(x for v in c.via for x in _flatten(v))]
 
 
 class _Streams:
@@ -230,10 +273,13 @@ def happens_before(trace: Trace) -> HappensBefore:
     sync_rows = syncs[syncs["kind"] != "event_record"]
     if not len(sync_rows) and len(calls):
         sync_rows = _syncs_from_calls(calls, unresolved, notes)
-    for row in sync_rows.itertuples(index=False):
+    stream_waits = _StreamWaits()
+    # in time order, so that a stream's waits are known before the records and syncs that cover them
+    for row in sync_rows.sort_values("start", kind="stable").itertuples(index=False):
         kind = str(row.kind)
         if kind in ("stream_wait_event", "event_sync"):
-            content = _resolve_event(row, records, streams, comp_of_stream, call_by_corr, notes, kind)
+            content = _resolve_event(row, records, streams, comp_of_stream, call_by_corr, notes, kind,
+                                     stream_waits)
             if content is None:
                 if kind == "stream_wait_event":
                     t = comp_of_stream(int(row.device), int(row.stream))
@@ -242,10 +288,13 @@ def happens_before(trace: Trace) -> HappensBefore:
                     unresolved.append((HOST_SIDE, int(row.end)))
                 continue
             if kind == "stream_wait_event":
+                if int(row.stream) == NO_ID:
+                    notes[f"{kind} without a stream: ignored"] += 1
+                    continue
+                stream_waits.waited((int(row.device), int(row.stream)), int(row.start), content)
                 t = comp_of_stream(int(row.device), int(row.stream))
                 if t < 0:
-                    notes[f"{kind} on a stream with no GPU ops in the trace (or no stream): ignored"] += 1
-                    continue
+                    continue  # a stream that runs no op here: what it learnt passes on through its records
                 first = streams.first_enqueued_after(t, int(row.correlation), int(row.start))
                 if first < streams.rows[t].size:
                     waits_at[int(streams.rows[t][first])].append(content)
@@ -261,13 +310,15 @@ def happens_before(trace: Trace) -> HappensBefore:
                 notes["stream_sync without a stream: what it orders is unknown"] += 1
                 unresolved.append((HOST_SIDE, int(row.end)))
                 continue
-            if s >= 0:
-                covered = streams.enqueued_before(s, int(row.correlation), int(row.start))
-                applied.append((int(row.end), [_Content(s, covered)]))
+            covered = streams.enqueued_before(s, int(row.correlation), int(row.start)) if s >= 0 else 0
+            via = stream_waits.known_before((int(row.device), int(row.stream)), int(row.start))
+            applied.append((int(row.end), [_Content(s, covered, via=via)]))
         elif kind == "context_sync":
             device = int(row.device)
             contents = [_Content(s, streams.enqueued_before(s, int(row.correlation), int(row.start)))
                         for (d, _), s in stream_comp.items() if device == NO_ID or d == device]
+            contents += [_Content(-1, 0, via=stream_waits.known_before(k, int(row.start)))
+                         for k in stream_waits.streams_of(device)]
             applied.append((int(row.end), contents))
     applied.sort(key=lambda a: a[0])
     epoch_end = np.array([a[0] for a in applied], dtype=np.int64)
@@ -335,6 +386,8 @@ def happens_before(trace: Trace) -> HappensBefore:
             np.maximum(v, op_clock_at(c.src, c.covered), out=v)
         if c.rec_thread >= 0:
             np.maximum(v, host_clock_at(c.rec_thread, c.rec_time), out=v)
+        for passed_on in c.via:
+            learn(v, passed_on, now)
 
     for t, kind, _, idx in events:
         if kind == 0:
@@ -433,7 +486,7 @@ class _CallsByCorrelation:
 
 
 def _resolve_event(row, records: pd.DataFrame, streams: _Streams, comp_of_stream, call_by_corr,
-                   notes: Counter, kind: str) -> _Content | None:
+                   notes: Counter, kind: str, stream_waits: _StreamWaits) -> _Content | None:
     """The event a wait or event_sync waits for: its stream, the ops it covers, its record call."""
     rec_corr, src_stream = int(row.record_correlation), int(row.wait_on_stream)
     device = int(row.device)
@@ -466,7 +519,8 @@ def _resolve_event(row, records: pd.DataFrame, streams: _Streams, comp_of_stream
     src = comp_of_stream(device, src_stream)
     rec_thread, rec_time = call_by_corr.thread_and_start(rec_corr)
     covered = streams.enqueued_before(src, rec_corr, rec_time) if src >= 0 else 0
-    return _Content(src, covered, rec_thread, rec_time)
+    via = stream_waits.known_before((device, src_stream), rec_time)
+    return _Content(src, covered, rec_thread, rec_time, via=via)
 
 
 def _syncs_from_calls(calls: pd.DataFrame, unresolved: list[tuple[int, int]], notes: Counter) -> pd.DataFrame:

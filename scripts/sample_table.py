@@ -33,6 +33,8 @@ SAMPLES = REPO / "sample_traces"
 README = REPO / "README.md"
 BEGIN, END = "<!-- sample-table: scripts/sample_table.py --write -->", "<!-- /sample-table -->"
 PROFILERS = ("torch", "nsys")
+# the variants whose overlap the README explains: where their exposed communication is
+OVERLAPPED = {"deepseek_v4_tbo": ("comm-stream",), "deepseek_v32_nsa_cp": ("alt-stream",)}
 # The parts each model overlaps, as region regexes: (what, communication, what, compute it hides under).
 # Measured in the baseline, where they run one after the other, so neither slows the other down.
 PARTNERS = {
@@ -55,6 +57,8 @@ class Sample:
     findings: list[Finding]  # the race checker's
     unchecked_pairs: int  # access pairs it could not order either way (unresolved waits)
     partners_ms: tuple[float, float] | None  # baselines: (comm, compute) of PARTNERS per rank-step
+    exposed_us: tuple[float, float, float] | None  # overlapped variants: (comm, exposed, exposed in the
+    # step's last collective) of the model's region, per rank-step
 
     @property
     def races(self) -> Counter:
@@ -79,9 +83,33 @@ def measure(model: str, variant: str, profiler: str, path: Path) -> Sample:
     if model in PARTNERS and variant == MODELS[model].baseline:
         _, comm, _, compute = PARTNERS[model]
         partners = (_busy_ms(trace, comm, "comm") / len(times), _busy_ms(trace, compute, "compute") / len(times))
+    exposed = _exposed_us(trace, manifest["overlap_region"]) if variant in OVERLAPPED.get(model, ()) else None
     return Sample(model, variant, profiler, [r.overlap_pct for r in sorted(regions, key=lambda r: r.rank)],
                   sum(times) / len(times), sum(not c["ok"] for c in checks), len(checks), report.findings,
-                  report.unchecked_pairs, partners)
+                  report.unchecked_pairs, partners, exposed)
+
+
+def _exposed_us(trace, regex: str) -> tuple[float, float, float]:
+    """Mean per rank-step (µs): the region's comm time, the part of it no compute covered, and the
+    part of that in the step's last collective (which has no compute after it to hide under)."""
+    ops, ranges = trace.gpu_ops, trace.ranges
+    launch = launch_points(trace)
+    region = ranges[ranges["name"].astype(str).str.contains(regex, regex=True)]
+    in_region = launched_inside(launch, region) & (ops["op_class"] == "comm").to_numpy()
+    start, end = ops["start"].to_numpy(), ops["end"].to_numpy()
+    rows = []
+    for rank in np.unique(ops["rank"].to_numpy()):
+        mine = (ops["rank"] == rank).to_numpy()
+        compute = iv.union(start[mine & (ops["op_class"] == "compute").to_numpy()],
+                           end[mine & (ops["op_class"] == "compute").to_numpy()])
+        steps = ranges[(ranges["rank"] == rank).to_numpy() & (ranges["source"] == "profiler_step").to_numpy()]
+        for step in steps.itertuples(index=False):
+            comm = np.flatnonzero(mine & in_region & (launch.time >= step.start) & (launch.time < step.end))
+            last = comm[np.argmax(start[comm])]
+            rows.append((iv.measure(iv.union(start[comm], end[comm])),
+                         iv.measure(iv.difference(iv.union(start[comm], end[comm]), compute)),
+                         iv.measure(iv.difference(iv.union(start[[last]], end[[last]]), compute))))
+    return tuple(float(x) / 1e3 for x in np.mean(rows, axis=0))
 
 
 def _busy_ms(trace, regex: str, op_class: str) -> float:
@@ -120,6 +148,14 @@ def markdown(samples: list[Sample]) -> str:
             comm, compute = s.partners_ms
             lines.append(f"| {s.model} ({s.variant}) | {s.profiler} | {comm_what} | {comm:.3f} | {compute_what} "
                          f"| {compute:.3f} | {compute / comm:.2f} |")
+    lines += ["", "Where the overlapped variants' exposed communication is (in the region, µs per rank and step):", "",
+              "| model | variant | profiler | communication | exposed | of it, in the step's last collective |",
+              "|---|---|---|---|---|---|"]
+    for s in samples:
+        if s.exposed_us:
+            comm, exposed, last = s.exposed_us
+            lines.append(f"| {s.model} | {s.variant} | {s.profiler} | {comm:,.0f} | {exposed:,.0f} "
+                         f"({100 * exposed / comm:.1f} %) | {last:,.0f} |")
     return "\n".join(lines)
 
 

@@ -33,6 +33,16 @@ def test_no_findings_exit_0(tmp_path):
     assert "No race found" in result.stdout
 
 
+def test_no_findings_with_unchecked_pairs_says_so(tmp_path):
+    """The streams are joined by a wait whose record the trace lacks: nothing is reported, and the
+    console says that "no race" here covers less than the whole trace (exit 0: no finding)."""
+    b = dp_gather_then_consume(9500, join=False)
+    b.wait(13, 7, record_corr=987_654, at=3000)  # names a record the trace does not hold
+    result = runner.invoke(app, ["races", str(write(b, tmp_path))], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "No race found, but 1 conflicting access pair(s) could not be checked" in result.stdout
+
+
 def test_console_shows_the_fix(tmp_path):
     path = write(staging_then_rdma(8000, (3000, 5000), None), tmp_path)
     result = runner.invoke(app, ["races", str(path)], env={"COLUMNS": "200"})

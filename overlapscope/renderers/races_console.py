@@ -20,7 +20,10 @@ _RULE_TITLE = {
 
 def print_races(report: RaceReport, console: Console | None = None) -> None:
     console = console or Console()
-    if not report.findings:
+    if not report.findings and report.unchecked_pairs:
+        console.print(f"[yellow]No race found, but {report.unchecked_pairs} conflicting access pair(s) could not "
+                      "be checked[/yellow] (their order depends on waits the trace does not resolve; see below).")
+    elif not report.findings:
         console.print("[green]No race found.[/green]")
     for i, f in enumerate(report.findings, 1):
         console.print(_panel(i, f))

@@ -14,6 +14,8 @@ Edges (docs/races.md, "Happens-before"):
   on T enqueued after the wait; an event_sync makes them happen before the host's next calls;
 - stream_sync / context_sync: the synced stream's (every stream's) enqueued ops happen before
   the host's next calls;
+- a record or a sync of stream S also covers what S learnt from its own earlier waits, with or
+  without an op of S in between (NCCL's internal stream runs none);
 - extension: a host synchronize orders the synced work before every later call of the process on
   *any* thread, not only the syncing one: the work had provably finished when the sync returned,
   and hand-offs between threads through Python queues never show in a trace.
@@ -124,8 +126,7 @@ class _Content:
     rec_thread: int = -1
     rec_time: int = 0
     query_end: int | None = None  # event query: only counts if the covered op ended by then
-    # recorded on a stream that runs no GPU op (NCCL's internal stream): what that stream had
-    # waited for before the record, which the event passes on
+    # what the recording (or synced) stream had learnt from its own waits before: passed on too
     via: tuple[_Content, ...] = ()
 
 

@@ -105,6 +105,8 @@ def _exposed_us(trace, regex: str) -> tuple[float, float, float]:
         steps = ranges[(ranges["rank"] == rank).to_numpy() & (ranges["source"] == "profiler_step").to_numpy()]
         for step in steps.itertuples(index=False):
             comm = np.flatnonzero(mine & in_region & (launch.time >= step.start) & (launch.time < step.end))
+            if not comm.size:
+                continue
             last = comm[np.argmax(start[comm])]
             rows.append((iv.measure(iv.union(start[comm], end[comm])),
                          iv.measure(iv.difference(iv.union(start[comm], end[comm]), compute)),

@@ -100,8 +100,7 @@ def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = ()) -> Analysis
         whole = overlap_of(_union_of(ops, comm), compute_set)
         out.ranks.append(RankRow(info.rank, info.source, info.device, whole.comm_ns, whole.compute_ns,
                                  whole.overlap_ns, whole.overlap_pct, whole.exposed_comm_ns))
-        rank_ranges = trace.ranges[trace.ranges["rank"].to_numpy() == info.rank]
-        host_ranges = rank_ranges[rank_ranges["source"] != "gpu_user_annotation"]
+        host_ranges = _host_ranges(trace.ranges[trace.ranges["rank"].to_numpy() == info.rank])
         for regex, pattern in zip(regions, patterns):
             matched = host_ranges[_name_matches(host_ranges["name"], pattern)]
             inside = comm & launched_inside(launch, matched)
@@ -157,6 +156,19 @@ def _within(s: iv.IntervalSet, span_of: iv.IntervalSet) -> iv.IntervalSet:
 def _scope_row(rank: int, name: str, n_ranges: int, comm: iv.IntervalSet, compute: iv.IntervalSet) -> ScopeRow:
     o = overlap_of(comm, compute)
     return ScopeRow(rank, name, o.comm_ns, o.overlap_ns, o.overlap_pct, o.exposed_comm_ns, n_ranges)
+
+
+def launched_in_region(trace: Trace, regex: str, launch: LaunchPoints | None = None) -> np.ndarray:
+    """Mask over trace.gpu_ops: launched inside a host range whose name matches `regex` (a region,
+    exactly as `analyze` scopes it)."""
+    ranges = _host_ranges(trace.ranges)
+    matched = ranges[_name_matches(ranges["name"], _compile_region(regex))]
+    return launched_inside(launch_points(trace) if launch is None else launch, matched)
+
+
+def _host_ranges(ranges: pd.DataFrame) -> pd.DataFrame:
+    """Ranges opened on the host (Kineto also copies annotations onto the GPU timeline)."""
+    return ranges[ranges["source"] != "gpu_user_annotation"]
 
 
 def _union_of(ops: pd.DataFrame, mask: np.ndarray) -> iv.IntervalSet:

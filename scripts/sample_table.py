@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from overlapscope import intervals as iv  # noqa: E402
-from overlapscope.overlap import analyze, launch_points, launched_inside  # noqa: E402
+from overlapscope.overlap import analyze, launch_points, launched_in_region  # noqa: E402
 from overlapscope.races.check import check_races  # noqa: E402
 from overlapscope.races.findings import Finding  # noqa: E402
 from overlapscope.trace.load import load  # noqa: E402
@@ -35,6 +35,8 @@ BEGIN, END = "<!-- sample-table: scripts/sample_table.py --write -->", "<!-- /sa
 PROFILERS = ("torch", "nsys")
 # the variants whose overlap the README explains: where their exposed communication is
 OVERLAPPED = {"deepseek_v4_tbo": ("comm-stream",), "deepseek_v32_nsa_cp": ("alt-stream",)}
+# the buggy variant whose race never bit in the captures: the README shows why, from these traces
+LATENT = ("deepseek_v32_nsa_cp", "missing-join")
 # The parts each model overlaps, as region regexes: (what, communication, what, compute it hides under).
 # Measured in the baseline, where they run one after the other, so neither slows the other down.
 PARTNERS = {
@@ -59,6 +61,7 @@ class Sample:
     partners_ms: tuple[float, float] | None  # baselines: (comm, compute) of PARTNERS per rank-step
     exposed_us: tuple[float, float, float] | None  # overlapped variants: (comm, exposed, exposed in the
     # step's last collective) of the model's region, per rank-step
+    latent_us: tuple[float, float, float] | None  # V3.2 missing-join: see _latent_timing_us
 
     @property
     def races(self) -> Counter:
@@ -86,39 +89,61 @@ def measure(model: str, variant: str, profiler: str, path: Path) -> Sample:
     exposed = _exposed_us(trace, manifest["overlap_region"]) if variant in OVERLAPPED.get(model, ()) else None
     return Sample(model, variant, profiler, [r.overlap_pct for r in sorted(regions, key=lambda r: r.rank)],
                   sum(times) / len(times), sum(not c["ok"] for c in checks), len(checks), report.findings,
-                  report.unchecked_pairs, partners, exposed)
+                  report.unchecked_pairs, partners, exposed,
+                  _latent_timing_us(trace) if (model, variant) == LATENT else None)
+
+
+def _rank_steps(trace, launch):
+    """(ops of the rank, ops launched in the step) masks over trace.gpu_ops, for each rank and step."""
+    ops, ranges = trace.gpu_ops, trace.ranges
+    for rank in np.unique(ops["rank"].to_numpy()):
+        mine = (ops["rank"] == rank).to_numpy()
+        steps = ranges[(ranges["rank"] == rank).to_numpy() & (ranges["source"] == "profiler_step").to_numpy()]
+        for step in steps.itertuples(index=False):
+            yield mine, (launch.time >= step.start) & (launch.time < step.end)
 
 
 def _exposed_us(trace, regex: str) -> tuple[float, float, float]:
     """Mean per rank-step (µs): the region's comm time, the part of it no compute covered, and the
     part of that in the step's last collective (which has no compute after it to hide under)."""
-    ops, ranges = trace.gpu_ops, trace.ranges
-    launch = launch_points(trace)
-    region = ranges[ranges["name"].astype(str).str.contains(regex, regex=True)]
-    in_region = launched_inside(launch, region) & (ops["op_class"] == "comm").to_numpy()
+    ops, launch = trace.gpu_ops, launch_points(trace)
+    comm_in_region = launched_in_region(trace, regex, launch) & (ops["op_class"] == "comm").to_numpy()
+    is_compute = (ops["op_class"] == "compute").to_numpy()
     start, end = ops["start"].to_numpy(), ops["end"].to_numpy()
     rows = []
-    for rank in np.unique(ops["rank"].to_numpy()):
-        mine = (ops["rank"] == rank).to_numpy()
-        compute = iv.union(start[mine & (ops["op_class"] == "compute").to_numpy()],
-                           end[mine & (ops["op_class"] == "compute").to_numpy()])
-        steps = ranges[(ranges["rank"] == rank).to_numpy() & (ranges["source"] == "profiler_step").to_numpy()]
-        for step in steps.itertuples(index=False):
-            comm = np.flatnonzero(mine & in_region & (launch.time >= step.start) & (launch.time < step.end))
-            if not comm.size:
-                continue
-            last = comm[np.argmax(start[comm])]
-            rows.append((iv.measure(iv.union(start[comm], end[comm])),
-                         iv.measure(iv.difference(iv.union(start[comm], end[comm]), compute)),
-                         iv.measure(iv.difference(iv.union(start[[last]], end[[last]]), compute))))
+    for mine, in_step in _rank_steps(trace, launch):
+        compute = iv.union(start[mine & is_compute], end[mine & is_compute])
+        comm = np.flatnonzero(mine & in_step & comm_in_region)
+        if not comm.size:
+            continue
+        last = comm[np.argmax(start[comm])]
+        rows.append((iv.measure(iv.union(start[comm], end[comm])),
+                     iv.measure(iv.difference(iv.union(start[comm], end[comm]), compute)),
+                     iv.measure(iv.difference(iv.union(start[[last]], end[[last]]), compute))))
     return tuple(float(x) / 1e3 for x in np.mean(rows, axis=0))
 
 
+def _latent_timing_us(trace) -> tuple[float, float, float]:
+    """V3.2 missing-join, median over rank-steps (µs after the key all-gather began): when the
+    gather ended, when the re-arrangement that writes the keys ended, when the first logits kernel
+    (the unjoined reader of the keys) started. The race bites only if the last comes before the second."""
+    ops, launch = trace.gpu_ops, launch_points(trace)
+    start, end = ops["start"].to_numpy(), ops["end"].to_numpy()
+    gather = launched_in_region(trace, r"^nsa_cp/indexer/key_allgather$", launch) & (ops["op_class"] == "comm").to_numpy()
+    rearrange = launched_in_region(trace, r"^osacc:zigzag_rearrange\|", launch)
+    logits = launched_in_region(trace, r"^nsa_cp/indexer/logits$", launch) & (ops["op_class"] == "compute").to_numpy()
+    rows = []
+    for mine, in_step in _rank_steps(trace, launch):
+        g, r, q = (np.flatnonzero(mine & in_step & m) for m in (gather, rearrange, logits))
+        t0 = start[g].min()
+        rows.append((end[g].max() - t0, end[r].max() - t0, start[q].min() - t0))
+    return tuple(float(x) / 1e3 for x in np.median(rows, axis=0))
+
+
 def _busy_ms(trace, regex: str, op_class: str) -> float:
-    """Time (ms, summed over ranks) the GPU ran ops of `op_class` launched inside the matching ranges."""
-    ranges = trace.ranges[trace.ranges["name"].astype(str).str.contains(regex, regex=True)]
+    """Time (ms, summed over ranks) the GPU ran ops of `op_class` launched inside the region."""
     ops = trace.gpu_ops
-    mask = launched_inside(launch_points(trace), ranges) & (ops["op_class"] == op_class).to_numpy()
+    mask = launched_in_region(trace, regex) & (ops["op_class"] == op_class).to_numpy()
     total = 0
     for rank in np.unique(ops["rank"].to_numpy()):
         mine = mask & (ops["rank"] == rank).to_numpy()
@@ -158,6 +183,12 @@ def markdown(samples: list[Sample]) -> str:
             comm, exposed, last = s.exposed_us
             lines.append(f"| {s.model} | {s.variant} | {s.profiler} | {comm:,.0f} | {exposed:,.0f} "
                          f"({100 * exposed / comm:.1f} %) | {last:,.0f} |")
+    lines += ["", "Why `missing-join` never bit: µs after its key all-gather began (median over rank-steps):", "",
+              "| profiler | gather ended | re-arrangement (writes the keys) ended | first logits kernel (reads them) "
+              "started |", "|---|---|---|---|"]
+    for s in samples:
+        if s.latent_us:
+            lines.append(f"| {s.profiler} | " + " | ".join(f"{t:.0f}" for t in s.latent_us) + " |")
     return "\n".join(lines)
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .errors import BadInput
+
 app = typer.Typer(
     help="Measure and verify compute/communication overlap in distributed LLM inference traces.",
     no_args_is_help=True,
@@ -31,6 +33,15 @@ CommPatternOpt = Annotated[Optional[list[str]], typer.Option("--comm-pattern", h
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DbOpt = Annotated[Optional[Path], typer.Option("--db", help="SQLite history database: record this run and its numbers (created if missing).")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache directory (default: $OVERLAPSCOPE_CACHE or ~/.cache/overlapscope).")]
+
+
+# the library names its parameters; the command line names the flags users typed
+_FLAGS = {"region": "--region", "comm_patterns": "--comm-pattern"}
+
+
+def bad_input(e: BadInput) -> None:
+    """Bad input as one line, named by the flag when it came from one."""
+    fail(f"{_FLAGS.get(e.source, e.source)}: {e.problem}")
 
 
 def fail(message: str) -> None:
@@ -68,7 +79,6 @@ def analyze(
 ) -> None:
     """How much communication is hidden under compute: per rank, region and profiler step."""
     from .config import load_config
-    from .errors import BadInput
     from .parallel import ScaleOptions, analyze_run, parse_size
     from .renderers.progress import loading_progress
 
@@ -80,7 +90,7 @@ def analyze(
         with loading_progress(paths) as on_progress:
             run = analyze_run(paths, region or [], patterns, options, on_progress)
     except BadInput as e:
-        fail(str(e))
+        bad_input(e)
     result = run.analysis
     if json:
         from .renderers.json import dumps
@@ -104,7 +114,7 @@ def analyze(
         try:
             record_run(db, run.facts, result, command="analyze")
         except BadInput as e:
-            fail(str(e))
+            bad_input(e)
 
 
 @app.command()
@@ -121,7 +131,6 @@ def run(
 ) -> None:
     """Run a reference model on local ranks under a profiler, write its traces and run.json, analyse them."""
     from .capture import RunFailed, RunRequest, run_model
-    from .errors import BadInput
 
     request = RunRequest(model, variant, world_size, profiler, device, steps, warmup, out, list(set_ or []))
     command = ["overlapscope", "run", model, "--world-size", str(world_size), "--profiler", profiler,
@@ -131,7 +140,7 @@ def run(
     try:
         outcome = run_model(request, command)
     except BadInput as e:
-        fail(str(e))
+        bad_input(e)
     except RunFailed as e:
         typer.echo(f"overlapscope: run failed: {e}", err=True)
         raise typer.Exit(1) from None
@@ -144,7 +153,7 @@ def run(
         try:
             print_analysis(run_analysis(load_run([outcome.out_dir]), [outcome.manifest["overlap_region"]]))
         except BadInput as e:
-            fail(str(e))
+            bad_input(e)
 
 
 @app.command()
@@ -156,7 +165,6 @@ def report(
     db: Annotated[Optional[Path], typer.Option("--db", help="History database to draw the trend from (read only).")] = None,
 ) -> None:
     """One self-contained HTML page (works offline): summary, timelines, profiler steps, races, run facts."""
-    from .errors import BadInput
     from .history import read_trend
     from .renderers.html import write_html
     from .report import build_report
@@ -168,7 +176,7 @@ def report(
         page = build_report(load_run(paths, comm_pattern), region or [], trend=trend)
         write_html(page, output)
     except BadInput as e:
-        fail(str(e))
+        bad_input(e)
     except OSError as e:
         fail(f"{output}: cannot write: {e.strerror}")
     if problem := page.analysis.nothing_measured():
@@ -190,7 +198,6 @@ def gate(
 ) -> None:
     """Check overlap floors and race limits on every rank: exit 0 pass, 1 fail, 2 bad input."""
     from .config import load_config
-    from .errors import BadInput
     from .gate import evaluate_gate, gate_settings
     from .renderers.junit import gate_junit
     from .renderers.markdown import gate_markdown
@@ -204,7 +211,7 @@ def gate(
 
             record_run(db, trace, result.analysis, command="gate", gate=result)
     except BadInput as e:
-        fail(str(e))
+        bad_input(e)
     for path, render in ((junit, gate_junit), (markdown, gate_markdown)):
         if path is not None:
             try:
@@ -226,12 +233,11 @@ def diff(
 ) -> None:
     """Before/after: overlap and exposed comm per rank and region, new and gone race findings."""
     from .diff import diff_runs
-    from .errors import BadInput
 
     try:
         result = diff_runs(load_run([before], comm_pattern), load_run([after], comm_pattern), region or [])
     except BadInput as e:
-        fail(str(e))
+        bad_input(e)
     if json:
         from .renderers.json import dumps
 
@@ -249,13 +255,12 @@ def history(
     json: JsonOpt = False,
 ) -> None:
     """The overlap trend per region over the recorded runs."""
-    from .errors import BadInput
     from .history import read_trend
 
     try:
         trend = read_trend(db, last=last)
     except BadInput as e:
-        fail(str(e))
+        bad_input(e)
     if json:
         from .renderers.json import dumps
 
@@ -272,13 +277,12 @@ def history(
 @app.command()
 def races(paths: PathsArg, json: JsonOpt = False) -> None:
     """Stream races, host/NIC races, wrong joins, collective order: exit 0 none, 1 findings, 2 bad input."""
-    from .errors import BadInput
     from .races import check_races
 
     try:
         report = check_races(load_run(paths))
     except BadInput as e:
-        fail(str(e))
+        bad_input(e)
     if json:
         from .renderers.json import dumps
 

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from . import intervals as iv
-from .errors import BadInput
-from .trace.model import NO_ID, Trace
+from .trace.links import LaunchPoints, host_ranges, launch_points, launched_inside
+from .trace.model import Trace
+from .trace.names import compile_all, names_matching
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,12 @@ def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = ()) -> Analysis
         whole = overlap_of(_union_of(ops, comm), compute_set)
         out.ranks.append(RankRow(info.rank, info.source, info.device, whole.comm_ns, whole.compute_ns,
                                  whole.overlap_ns, whole.overlap_pct, whole.exposed_comm_ns))
-        host_ranges = _host_ranges(trace.ranges[trace.ranges["rank"].to_numpy() == info.rank])
+        rank_ranges = host_ranges(trace.ranges[trace.ranges["rank"].to_numpy() == info.rank])
         for regex, pattern in zip(regions, patterns):
-            matched = host_ranges[_name_matches(host_ranges["name"], pattern)]
+            matched = rank_ranges[names_matching(rank_ranges["name"], pattern)]
             inside = comm & launched_inside(launch, matched)
             out.regions.append(_scope_row(info.rank, regex, len(matched), _union_of(ops, inside), compute_set))
-        steps = host_ranges[host_ranges["source"] == "profiler_step"]
+        steps = rank_ranges[rank_ranges["source"] == "profiler_step"]
         out.steps.extend(_step_rows(info.rank, ops, comm, launch, steps, compute_set))
     return out
 
@@ -158,76 +159,10 @@ def _scope_row(rank: int, name: str, n_ranges: int, comm: iv.IntervalSet, comput
     return ScopeRow(rank, name, o.comm_ns, o.overlap_ns, o.overlap_pct, o.exposed_comm_ns, n_ranges)
 
 
-def launched_in_region(trace: Trace, regex: str, launch: LaunchPoints | None = None) -> np.ndarray:
-    """Mask over trace.gpu_ops: launched inside a host range whose name matches `regex` (a region,
-    exactly as `analyze` scopes it)."""
-    ranges = _host_ranges(trace.ranges)
-    matched = ranges[_name_matches(ranges["name"], _compile_region(regex))]
-    return launched_inside(launch_points(trace) if launch is None else launch, matched)
-
-
-def _host_ranges(ranges: pd.DataFrame) -> pd.DataFrame:
-    """Ranges opened on the host (Kineto also copies annotations onto the GPU timeline)."""
-    return ranges[ranges["source"] != "gpu_user_annotation"]
-
-
 def _union_of(ops: pd.DataFrame, mask: np.ndarray) -> iv.IntervalSet:
     return iv.union(ops["start"].to_numpy()[mask], ops["end"].to_numpy()[mask])
 
 
 def compile_regions(regions: list[str] | tuple[str, ...]) -> list[re.Pattern[str]]:
-    """The --region regexes, compiled; a bad one is BadInput."""
-    return [_compile_region(r) for r in regions]
-
-
-def _compile_region(regex: str) -> re.Pattern[str]:
-    try:
-        return re.compile(regex)
-    except re.error as e:
-        raise BadInput("--region", f"invalid regular expression {regex!r}: {e}") from None
-
-
-def _name_matches(names: pd.Series, pattern: re.Pattern[str]) -> np.ndarray:
-    """re.search over each distinct name once, then broadcast through the category codes."""
-    cats = names.cat.categories
-    hit = np.fromiter((bool(pattern.search(c)) for c in cats), dtype=bool, count=len(cats))
-    codes = names.cat.codes.to_numpy()
-    return np.where(codes >= 0, hit[np.clip(codes, 0, None)] if len(cats) else False, False)
-
-
-@dataclass
-class LaunchPoints:
-    """For every row of trace.gpu_ops: the rank, pid, tid and start time of the host call that
-    launched it (tid NO_ID when the trace has no launch for it)."""
-
-    rank: np.ndarray
-    pid: np.ndarray
-    tid: np.ndarray
-    time: np.ndarray
-
-
-def launch_points(trace: Trace) -> LaunchPoints:
-    ops = trace.gpu_ops
-    calls = trace.host_calls[["rank", "correlation", "pid", "tid", "start"]]
-    calls = calls[calls["correlation"] != NO_ID].drop_duplicates(["rank", "correlation"])
-    keyed = ops[["rank", "correlation"]].merge(calls, on=["rank", "correlation"], how="left", sort=False)
-    found = keyed["tid"].notna().to_numpy()
-    return LaunchPoints(
-        rank=ops["rank"].to_numpy(),
-        pid=np.where(found, keyed["pid"].fillna(NO_ID).to_numpy(), NO_ID).astype(np.int64),
-        tid=np.where(found, keyed["tid"].fillna(NO_ID).to_numpy(), NO_ID).astype(np.int64),
-        time=np.where(found, keyed["start"].fillna(0).to_numpy(), 0).astype(np.int64),
-    )
-
-
-def launched_inside(launch: LaunchPoints, ranges: pd.DataFrame) -> np.ndarray:
-    """Mask over gpu_ops: launched by a call that starts inside one of `ranges` on its thread."""
-    inside = np.zeros(launch.tid.size, dtype=bool)
-    if len(ranges) == 0:
-        return inside
-    for (rank, pid, tid), group in ranges.groupby(["rank", "pid", "tid"], sort=False):
-        spans = iv.union(group["start"].to_numpy(), group["end"].to_numpy())
-        on_thread = (launch.rank == rank) & (launch.pid == pid) & (launch.tid == tid)
-        idx = np.flatnonzero(on_thread)
-        inside[idx] = iv.contains(spans, launch.time[idx])
-    return inside
+    """The region regexes, compiled; a bad one is BadInput."""
+    return compile_all(regions, "region")

@@ -28,10 +28,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from .classify import classify_ops, compile_patterns
 from .errors import BadInput
 from .overlap import Analysis, analyze, compile_regions
 from .skew import DEFAULT_THRESHOLD_NS, Skew, collective_summary, exclude_waiting, find_waiting
+from .trace.classify import classified, compile_patterns
 from .trace.load import CHUNK, ProgressFn, TraceFile, next_rank_after, read_trace_file, run_facts, run_files
 from .trace.model import RankInfo, Trace
 
@@ -100,7 +100,7 @@ def analyse_file(task: FileTask, on_progress: ProgressFn | None = None) -> FileR
     """The task: one trace file in, small results out."""
     try:
         trace = read_file(task.file, task.use_cache, task.cache_dir, task.chunk_size, on_progress)
-        trace.gpu_ops["op_class"] = classify_ops(trace.gpu_ops, task.comm_patterns)
+        trace = classified(trace, task.comm_patterns)
         if task.waiting is not None:
             trace = exclude_waiting(trace, task.waiting)
         analysis = analyze(trace, task.regions)

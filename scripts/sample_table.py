@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from overlapscope import intervals as iv  # noqa: E402
-from overlapscope.overlap import analyze, launch_points, launched_in_region  # noqa: E402
+from overlapscope.overlap import analyze  # noqa: E402
+from overlapscope.trace.links import launch_points, launched_in_region  # noqa: E402
 from overlapscope.races.check import check_races  # noqa: E402
 from overlapscope.races.findings import Finding  # noqa: E402
 from overlapscope.trace.load import load  # noqa: E402

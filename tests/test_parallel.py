@@ -116,9 +116,9 @@ def test_two_files_claiming_one_rank(tmp_path):
 
 def test_bad_patterns_fail_before_any_file_is_looked_at(tmp_path):
     never_looked_at = tmp_path / "missing"
-    with pytest.raises(BadInput, match="--region"):
+    with pytest.raises(BadInput, match="^region: "):
         analyze_run([never_looked_at], ["("], (), ScaleOptions(jobs=2))
-    with pytest.raises(BadInput, match="--comm-pattern"):
+    with pytest.raises(BadInput, match="^comm_patterns: "):
         analyze_run([never_looked_at], [], ["["], ScaleOptions(jobs=2))
 
 

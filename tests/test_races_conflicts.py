@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from overlapscope.races.conflicts import accessors, happens_before_pairs, unordered_conflicts
 from overlapscope.races.hb import happens_before
-from overlapscope.races.where import innermost
+from overlapscope.trace.where import innermost
 from overlapscope.trace.kineto import read_kineto
 from test_races_hb import action, build
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from overlapscope.overlap import launch_points
-from overlapscope.races.where import op_places
+from overlapscope.races.places import op_places
 from overlapscope.trace.load import load
 from test_races_helpers import NIC, T0, RaceBuilder, check, execution_trace, tensor, write
 

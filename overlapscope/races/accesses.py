@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from ..instrument import ACCESS_PREFIX, AccessMark, parse_access_mark
-from ..overlap import LaunchPoints
+from ..trace.links import LaunchPoints
 from ..trace.et import ExecutionTrace
 from ..trace.model import NO_ID, Trace
-from .where import innermost_per_thread, thread_keys
+from ..trace.where import innermost_per_thread, thread_keys
 
 ADDRESS_SPACE = -1  # the space of raw device addresses; ET storages use their storage id
 HOST_SOURCES = ("nvtx", "user_annotation")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..overlap import launch_points
+from ..trace.links import launch_points
 from ..trace.et import ExecutionTrace, read_execution_trace
 from ..trace.model import Trace
 from .accesses import collect_accesses
@@ -13,7 +13,7 @@ from .conflicts import Accessors, accessors, unordered_conflicts
 from .findings import Access, Finding, RaceReport
 from .hb import HappensBefore, happens_before
 from .rules import Joins, Pair, Side, classify, collective_order
-from .where import op_places, range_places, region_label
+from .places import op_places, range_places, region_label
 
 
 def check_races(trace: Trace) -> RaceReport:

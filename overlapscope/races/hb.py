@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..overlap import launch_points
+from ..trace.links import launch_points
 from ..trace.model import NO_ID, Trace
 
 CLOCK = np.int32

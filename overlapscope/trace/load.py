@@ -20,8 +20,8 @@ from pathlib import Path
 
 import orjson
 
-from ..classify import classify_ops
 from ..errors import BadInput
+from .classify import classified
 from .kineto import looks_like_kineto, read_kineto
 from .model import RankInfo, Trace
 
@@ -85,8 +85,7 @@ def load(paths: Sequence[str | os.PathLike[str]], comm_patterns: Iterable[str] =
     facts = run_facts(run, [info for part in parts for info in part.ranks])
     trace = Trace.concat(parts)
     trace.manifest, trace.execution_traces = facts.manifest, facts.execution_traces
-    trace.gpu_ops["op_class"] = classify_ops(trace.gpu_ops, comm_patterns)
-    return trace
+    return classified(trace, comm_patterns)
 
 
 def run_files(paths: Sequence[str | os.PathLike[str]]) -> RunFiles:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..classify import BUILTIN_COMM_PATTERNS
+from .classify import BUILTIN_COMM_PATTERNS
 from ..errors import BadInput
 from .model import (
     COLLECTIVE_COLUMNS,

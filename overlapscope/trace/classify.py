@@ -7,14 +7,15 @@ per distinct kernel name, never per event.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
-from .errors import BadInput
-from .trace.model import OP_CLASSES
+from .model import OP_CLASSES, Trace
+from .names import compile_all, distinct_matching
 
 # Communication kernels we recognise out of the box, by the library that launches them.
 BUILTIN_COMM_PATTERNS: dict[str, str] = {
@@ -34,25 +35,21 @@ BUILTIN_COMM_PATTERNS: dict[str, str] = {
 
 
 def compile_patterns(user_patterns: Iterable[str] = ()) -> list[re.Pattern[str]]:
-    compiled = [re.compile(p) for p in BUILTIN_COMM_PATTERNS.values()]
-    for p in user_patterns:
-        try:
-            compiled.append(re.compile(p))
-        except re.error as e:
-            raise BadInput("--comm-pattern", f"invalid regular expression {p!r}: {e}") from None
-    return compiled
+    """The built-in patterns and the user's; a bad user pattern is BadInput ("comm_patterns")."""
+    return [re.compile(p) for p in BUILTIN_COMM_PATTERNS.values()] + compile_all(user_patterns, "comm_patterns")
 
 
-def is_comm_name(name: str, patterns: list[re.Pattern[str]]) -> bool:
-    return any(p.search(name) for p in patterns)
+def classified(trace: Trace, user_patterns: Iterable[str] = ()) -> Trace:
+    """The same trace with every GPU op's class filled in (a new Trace; the input is unchanged)."""
+    ops = trace.gpu_ops.assign(op_class=classify_ops(trace.gpu_ops, user_patterns))
+    return dataclasses.replace(trace, gpu_ops=ops)
 
 
 def classify_ops(gpu_ops: pd.DataFrame, user_patterns: Iterable[str] = ()) -> pd.Series:
     """The op_class column for a gpu_ops frame."""
     patterns = compile_patterns(user_patterns)
     names = gpu_ops["name"].cat
-    comm_by_code = np.fromiter((is_comm_name(n, patterns) for n in names.categories), dtype=bool,
-                               count=len(names.categories))
+    comm_by_code = distinct_matching(names.categories, patterns)
     codes = names.codes.to_numpy()
     is_comm = np.zeros(len(gpu_ops), dtype=bool)
     named = codes >= 0

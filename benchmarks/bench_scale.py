@@ -47,7 +47,7 @@ def subject_cli(*args: str) -> dict:
 
 def subject_load(directory: str, cache_dir: str) -> dict:
     """Every trace file of the run through the cache, one after another (no analysis)."""
-    from overlapscope.parallel import read_file
+    from overlapscope.pipeline import read_file
     from overlapscope.trace.load import run_files
 
     for f in run_files([directory]).traces:
@@ -57,7 +57,7 @@ def subject_load(directory: str, cache_dir: str) -> dict:
 
 def subject_big(path: str, budget: str, cache_dir: str) -> dict:
     """One file analysed in this process (a single file needs no worker)."""
-    from overlapscope.parallel import ScaleOptions, analyze_run, parse_size
+    from overlapscope.pipeline import ScaleOptions, analyze_run, parse_size
 
     options = ScaleOptions(jobs=1, memory_budget=parse_size(budget) if budget != "none" else None,
                            use_cache=cache_dir != "none", cache_dir=Path(cache_dir) if cache_dir != "none" else None)

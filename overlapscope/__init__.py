@@ -13,7 +13,7 @@ __all__ = ["__version__", "load", "analyze", "BadInput"]
 def __getattr__(name: str):
     # keep `import overlapscope` (and so `overlapscope --help`) free of pandas until it is needed
     if name == "load":
-        from .trace.load import load
+        from .pipeline import load
 
         return load
     if name == "analyze":

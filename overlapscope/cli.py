@@ -36,7 +36,8 @@ CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache 
 
 
 # the library names its parameters; the command line names the flags users typed
-_FLAGS = {"region": "--region", "comm_patterns": "--comm-pattern"}
+_FLAGS = {"region": "--region", "comm_patterns": "--comm-pattern", "jobs": "--jobs", "executor": "--executor",
+          "scheduler": "--scheduler", "memory_budget": "--memory-budget"}
 
 
 def bad_input(e: BadInput) -> None:
@@ -54,7 +55,7 @@ def load_run(paths: list[Path], comm_patterns: list[str] | None = None, config_f
     """Load one run with the project's configured comm patterns, showing progress for big files."""
     from .config import load_config
     from .renderers.progress import loading_progress
-    from .trace.load import load
+    from .pipeline import load
 
     config = load_config(config_file)
     patterns = [*config.comm_patterns, *(comm_patterns or [])]
@@ -79,7 +80,7 @@ def analyze(
 ) -> None:
     """How much communication is hidden under compute: per rank, region and profiler step."""
     from .config import load_config
-    from .parallel import ScaleOptions, analyze_run, parse_size
+    from .pipeline import ScaleOptions, analyze_run, parse_size
     from .renderers.progress import loading_progress
 
     try:

@@ -9,6 +9,7 @@ A GPU op belongs to a region (or a profiler step) when the host call that launch
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -79,6 +80,27 @@ class Analysis:
         if not any(r.comm_ns for r in self.ranks):
             return "no communication kernels in the trace: overlap is not applicable (null)"
         return None
+
+    def renumbered(self, by: int) -> Analysis:
+        """The same rows with rank numbers moved up by `by`."""
+        if not by:
+            return self
+        return Analysis(*([dataclasses.replace(row, rank=row.rank + by) for row in rows]
+                          for rows in (self.ranks, self.regions, self.steps)))
+
+    def with_source(self, old: str, new: str) -> Analysis:
+        ranks = [dataclasses.replace(r, source=new) if r.source == old else r for r in self.ranks]
+        return Analysis(ranks, self.regions, self.steps)
+
+    @classmethod
+    def joined(cls, parts: list[Analysis]) -> Analysis:
+        """Rows of several files' analyses in rank order, each rank's rows in the order `analyze` gives them."""
+        def by_rank(row: RankRow | ScopeRow) -> int:
+            return row.rank
+
+        return cls(ranks=sorted((r for p in parts for r in p.ranks), key=by_rank),
+                   regions=sorted((r for p in parts for r in p.regions), key=by_rank),
+                   steps=sorted((r for p in parts for r in p.steps), key=by_rank))
 
     def to_dict(self) -> dict:
         return {

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from builders import KinetoBuilder
 from corpus import corpus_path
-from overlapscope import parallel
+from overlapscope import pipeline as parallel
 from overlapscope.cache import TraceCache, cache_stats, clear_cache, format_version
 from overlapscope.cli import app
-from overlapscope.parallel import ScaleOptions, analyze_run
+from overlapscope.pipeline import ScaleOptions, analyze_run
 from overlapscope.renderers.json import dumps
 from overlapscope.trace.load import TraceFile, read_trace_file, run_files
 from overlapscope.trace.model import FRAME_COLUMNS

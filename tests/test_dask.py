@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from overlapscope.cli import app
 from overlapscope.errors import BadInput
-from overlapscope.parallel import ScaleOptions, analyze_run
+from overlapscope.pipeline import ScaleOptions, analyze_run
 from overlapscope.renderers.json import dumps
 from test_parallel import REGIONS, reference_json, run_json, write_run
 from test_skew import straggler_run

@@ -14,7 +14,7 @@ from corpus import corpus_path
 from overlapscope.cli import app
 from overlapscope.errors import BadInput
 from overlapscope.overlap import analyze
-from overlapscope.parallel import CHUNK, MIN_CHUNK, ScaleOptions, analyze_run, chunk_size_for, parse_size
+from overlapscope.pipeline import CHUNK, MIN_CHUNK, ScaleOptions, analyze_run, chunk_size_for, parse_size
 from overlapscope.renderers.json import dumps
 from overlapscope.trace.load import load
 
@@ -123,8 +123,8 @@ def test_bad_patterns_fail_before_any_file_is_looked_at(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (ScaleOptions(executor="dask"), "needs --scheduler"),
-    (ScaleOptions(scheduler="tcp://x:1"), "only with --executor dask"),
+    (ScaleOptions(executor="dask"), "needs a scheduler address"),
+    (ScaleOptions(scheduler="tcp://x:1"), "only with the dask executor"),
     (ScaleOptions(executor="ray"), "unknown executor"),
     (ScaleOptions(jobs=0), "at least 1"),
 ])
@@ -138,7 +138,7 @@ def test_sizes_and_chunks():
     assert parse_size("1G") == 1 << 30 and parse_size("512MiB") == 512 << 20 and parse_size("1.5k") == 1536
     assert parse_size("2000000000") == 2_000_000_000
     for bad in ("", "lots", "-1G", "0"):
-        with pytest.raises(BadInput, match="--memory-budget"):
+        with pytest.raises(BadInput, match="^memory_budget: "):
             parse_size(bad)
     assert chunk_size_for(None, 4) == CHUNK
     assert chunk_size_for(1 << 30, 1) == 8 << 20  # a 1 GiB budget reads 8 MiB of text per step

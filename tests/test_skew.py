@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from builders import KinetoBuilder
 from overlapscope.cli import app
-from overlapscope.parallel import ScaleOptions, analyze_run
+from overlapscope.pipeline import ScaleOptions, analyze_run
 from overlapscope.renderers.json import dumps
 from overlapscope.skew import collective_summary, exclude_waiting, find_waiting, skew_of
 from overlapscope.trace.load import load

@@ -7,6 +7,7 @@ by rank. Columns are fixed here, in one place, so readers and analyses agree on 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,9 +141,12 @@ class RankInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Trace:
-    """One run: its ranks' frames concatenated, each row tagged with its rank."""
+    """One run: its ranks' frames concatenated, each row tagged with its rank.
+
+    Frozen: loading returns it finished and classified; an analysis that needs a changed trace
+    builds a new one (`dataclasses.replace`), never edits a loaded one."""
 
     ranks: list[RankInfo]
     gpu_ops: pd.DataFrame
@@ -172,6 +176,20 @@ class Trace:
             ets.update(p.execution_traces)
         ranks = sorted((r for p in parts for r in p.ranks), key=lambda r: r.rank)
         return cls(ranks=ranks, manifest=manifest, execution_traces=ets, **frames)
+
+    def renumbered(self, by: int) -> Trace:
+        """The same trace with every rank number moved up by `by` (a file's ranks within its run)."""
+        if not by:
+            return self
+        frames = {name: getattr(self, name).assign(rank=getattr(self, name)["rank"] + by) for name in FRAME_COLUMNS}
+        ranks = [dataclasses.replace(r, rank=r.rank + by) for r in self.ranks]
+        ets = {r + by: p for r, p in self.execution_traces.items()}
+        return Trace(ranks=ranks, manifest=self.manifest, execution_traces=ets, **frames)
+
+    def with_source(self, old: str, new: str) -> Trace:
+        """The same trace with the file `old` named `new` (as the user gave it)."""
+        ranks = [dataclasses.replace(r, source=new) if r.source == old else r for r in self.ranks]
+        return dataclasses.replace(self, ranks=ranks)
 
     def rank_info(self, rank: int) -> RankInfo:
         for info in self.ranks:

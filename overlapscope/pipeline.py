@@ -1,13 +1,16 @@
-"""Analyse a run's trace files in parallel: on this machine's cores (--jobs N) or on a Dask cluster
-(--executor dask --scheduler ADDRESS), through one code path.
+"""The one path from the paths a user gives to a run's results; every command goes through it.
 
-The task is `analyse_file`: it reads one trace file (through the cache when it is on), classifies
-its GPU ops, analyses its ranks and returns only small results: rank facts, the overlap rows and, for
---skew, a summary of its collectives. The parent numbers nsys ranks the way `load` does, checks the
-run as a whole (unique ranks, manifest, Execution Traces), joins the rows, and matches collectives
-across ranks. When some kernels waited for a late peer, a second round of tasks, only for the files
-holding them, measures overlap with that waiting excluded (reading those files again: from the cache,
-unless it is off).
+    paths ──trace/load.py (discovery, sniffing)──▶ one task per trace file
+          ──task: read (through the cache, with the memory budget's chunk size), classify,
+                  then the command's per-file work──▶ in this process, on a pool of processes
+                  (--jobs N) or on a Dask cluster (--executor dask --scheduler ADDRESS)
+          ──ranks numbered once, the run checked as a whole (unique ranks, manifest,
+                  Execution Traces)──▶ `load` (the whole Trace) or `analyze_run` (overlap rows)
+
+`analyze_run` ships only small results back from its tasks (overlap rows and, for --skew, a
+summary of the file's collectives), so a run of many large files is analysed on many cores without
+moving its events between processes. When some kernels waited for a late peer, a second round of
+tasks, only for the files holding them, measures overlap with that waiting excluded.
 
 Memory budget: the bytes the run may use on this machine, shared by its worker processes (on a Dask
 cluster: per task). It sets the decompressed Kineto text handled per step (chunk size), which with
@@ -20,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +35,7 @@ from .errors import BadInput
 from .overlap import Analysis, analyze, compile_regions
 from .skew import DEFAULT_THRESHOLD_NS, Skew, collective_summary, exclude_waiting, find_waiting
 from .trace.classify import classified, compile_patterns
-from .trace.load import CHUNK, ProgressFn, TraceFile, next_rank_after, read_trace_file, run_facts, run_files
+from .trace.load import CHUNK, ProgressFn, TraceFile, read_trace_file, run_facts, run_files
 from .trace.model import RankInfo, Trace
 
 MIN_CHUNK = 1 << 20
@@ -44,6 +47,8 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ScaleOptions:
+    """How a run's files are read: where (processes, Dask), through the cache or not, in how much memory."""
+
     jobs: int | None = None  # worker processes on this machine; None: one per core
     executor: str = "local"  # "local" | "dask"
     scheduler: str | None = None  # the Dask scheduler's address, for executor "dask"
@@ -54,25 +59,28 @@ class ScaleOptions:
     skew_threshold_ns: int = DEFAULT_THRESHOLD_NS
 
 
+IN_PROCESS = ScaleOptions(jobs=1)
+
+
 @dataclass(frozen=True)
 class FileTask:
     """Everything one task needs; picklable, so it travels to a process or a Dask worker."""
 
     file: TraceFile
     comm_patterns: tuple[str, ...]
-    regions: tuple[str, ...]
+    work: Callable[[Trace], Any]  # the command's per-file work: a module-level callable
     use_cache: bool
     cache_dir: str | None
     chunk_size: int
-    with_collectives: bool = False
-    waiting: pd.DataFrame | None = None  # second round: the file's waiting kernels, in its own rank numbers
 
 
 @dataclass
 class FileResult:
-    ranks: list[RankInfo]  # nsys files: numbered from 0, the parent renumbers
-    analysis: Analysis
-    collectives: pd.DataFrame | None = None
+    """A task's outcome: the file's ranks (numbered from 0 for nsys files) and what `work` returned,
+    which must have `renumbered(by)` and `with_source(old, new)`."""
+
+    ranks: list[RankInfo]
+    value: Any
 
 
 @dataclass
@@ -84,30 +92,23 @@ class FileFailure:
 
 
 @dataclass
-class RunAnalysis:
-    facts: Trace  # the run's ranks, manifest and Execution Traces, without events (those stayed in the tasks)
-    analysis: Analysis
-    skew: Skew | None = None
+class RunResults:
+    """Each file's result with the run's rank numbers, and the run's facts (ranks, manifest, ETs)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        out = self.analysis.to_dict()
-        if self.skew is not None:
-            out["skew"] = self.skew.to_dict()
-        return out
+    facts: Trace
+    values: list[Any]
+    tasks: list[FileTask]
+    first_ranks: list[int]  # what each file's own rank 0 became in the run
 
 
-def analyse_file(task: FileTask, on_progress: ProgressFn | None = None) -> FileResult | FileFailure:
-    """The task: one trace file in, small results out."""
+def run_file(task: FileTask, on_progress: ProgressFn | None = None) -> FileResult | FileFailure:
+    """The task: read one trace file, classify its GPU ops, do the command's work on it."""
     try:
         trace = read_file(task.file, task.use_cache, task.cache_dir, task.chunk_size, on_progress)
         trace = classified(trace, task.comm_patterns)
-        if task.waiting is not None:
-            trace = exclude_waiting(trace, task.waiting)
-        analysis = analyze(trace, task.regions)
-        collectives = collective_summary(trace) if task.with_collectives else None
+        return FileResult(trace.ranks, task.work(trace))
     except BadInput as e:
         return FileFailure(e.source, e.problem)
-    return FileResult(trace.ranks, analysis, collectives)
 
 
 def read_file(f: TraceFile, use_cache: bool, cache_dir: str | Path | None = None, chunk_size: int = CHUNK,
@@ -130,43 +131,123 @@ def read_file(f: TraceFile, use_cache: bool, cache_dir: str | Path | None = None
     return trace
 
 
+def read_run(paths: Sequence[str | os.PathLike[str]], work: Callable[[Trace], Any], comm_patterns: Sequence[str] = (),
+             options: ScaleOptions = IN_PROCESS, on_progress: ProgressFn | None = None) -> RunResults:
+    """Every trace file of the run through `work`, on the executor `options` choose; ranks numbered once."""
+    compile_patterns(comm_patterns)  # bad patterns fail before any file is read
+    run = run_files(paths)
+    executor = executor_for(options, len(run.traces))
+    cache_dir = None if options.cache_dir is None else str(options.cache_dir)
+    tasks = [FileTask(f, tuple(comm_patterns), work, options.use_cache, cache_dir,
+                      chunk_size_for(options.memory_budget, executor.workers)) for f in run.traces]
+    outcomes = _checked(executor.map(tasks, on_progress))
+    firsts = first_ranks(run.traces, [o.ranks for o in outcomes])
+    ranks = [dataclasses.replace(r, rank=r.rank + first) for o, first in zip(outcomes, firsts) for r in o.ranks]
+    values = [o.value.renumbered(first) for o, first in zip(outcomes, firsts)]
+    return RunResults(run_facts(run, ranks), values, tasks, firsts)
+
+
+def first_ranks(files: list[TraceFile], ranks: list[list[RankInfo]]) -> list[int]:
+    """What each file's own rank 0 becomes: files whose ranks the format cannot name (nsys: one per
+    (process, GPU)) continue one after another in file order; Kineto files keep their ranks."""
+    firsts = []
+    next_rank = 0
+    for f, mine in zip(files, ranks):
+        if f.kind == "kineto":
+            firsts.append(0)
+            continue
+        firsts.append(next_rank)
+        next_rank = max((r.rank + next_rank for r in mine), default=next_rank - 1) + 1
+    return firsts
+
+
+def whole_trace(trace: Trace) -> Trace:
+    """The per-file work of `load`: the file's trace itself."""
+    return trace
+
+
+def load(paths: Sequence[str | os.PathLike[str]], comm_patterns: Sequence[str] = (),
+         on_progress: ProgressFn | None = None, options: ScaleOptions = IN_PROCESS) -> Trace:
+    """One run from files and/or directories: a finished, classified Trace."""
+    run = read_run(paths, whole_trace, comm_patterns, options, on_progress)
+    trace = Trace.concat(run.values)
+    return dataclasses.replace(trace, ranks=run.facts.ranks, manifest=run.facts.manifest,
+                               execution_traces=run.facts.execution_traces)
+
+
+@dataclass
+class FileAnalysis:
+    """What an analysing task sends back: overlap rows and, for --skew, the collectives summary."""
+
+    analysis: Analysis
+    collectives: pd.DataFrame | None = None
+
+    def renumbered(self, by: int) -> FileAnalysis:
+        if not by:
+            return self
+        collectives = None if self.collectives is None else self.collectives.assign(rank=self.collectives["rank"] + by)
+        return FileAnalysis(self.analysis.renumbered(by), collectives)
+
+    def with_source(self, old: str, new: str) -> FileAnalysis:
+        return FileAnalysis(self.analysis.with_source(old, new), self.collectives)
+
+
+@dataclass(frozen=True)
+class AnalyseFile:
+    """The per-file work of `analyze_run` (a class, so that it pickles with its settings)."""
+
+    regions: tuple[str, ...]
+    with_collectives: bool = False
+    waiting: pd.DataFrame | None = field(default=None, compare=False)  # second round, in the file's rank numbers
+
+    def __call__(self, trace: Trace) -> FileAnalysis:
+        if self.waiting is not None:
+            trace = exclude_waiting(trace, self.waiting)
+        collectives = collective_summary(trace) if self.with_collectives else None
+        return FileAnalysis(analyze(trace, self.regions), collectives)
+
+
+@dataclass
+class RunAnalysis:
+    facts: Trace  # the run's ranks, manifest and Execution Traces, without events (those stayed in the tasks)
+    analysis: Analysis
+    skew: Skew | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.analysis.to_dict()
+        if self.skew is not None:
+            out["skew"] = self.skew.to_dict()
+        return out
+
+
 def analyze_run(paths: Sequence[str | os.PathLike[str]], regions: Sequence[str] = (),
                 comm_patterns: Sequence[str] = (), options: ScaleOptions = ScaleOptions(),
                 on_progress: ProgressFn | None = None) -> RunAnalysis:
     """The overlap table of a run (and, with options.skew, its stragglers), one task per trace file."""
-    compile_patterns(comm_patterns)  # bad patterns fail before any file is read
     compile_regions(list(regions))
-    run = run_files(paths)
-    executor = _executor(options, len(run.traces))
-    cache_dir = None if options.cache_dir is None else str(options.cache_dir)
-    tasks = [FileTask(f, tuple(comm_patterns), tuple(regions), options.use_cache, cache_dir,
-                      chunk_size_for(options.memory_budget, executor.workers), with_collectives=options.skew)
-             for f in run.traces]
-    outcomes = _checked(executor.map(tasks, on_progress))
-    results = [_numbered(r, first) for r, first in zip(outcomes, _first_ranks(run.traces, outcomes))]
-    facts = run_facts(run, [info for r in results for info in r.ranks])
-    out = RunAnalysis(facts, _joined([r.analysis for r in results]))
+    work = AnalyseFile(tuple(regions), with_collectives=options.skew)
+    run = read_run(paths, work, comm_patterns, options, on_progress)
+    out = RunAnalysis(run.facts, Analysis.joined([v.analysis for v in run.values]))
     if options.skew:
-        summaries = [r.collectives for r in results if r.collectives is not None]
+        summaries = [v.collectives for v in run.values if v.collectives is not None]
         out.skew = find_waiting(pd.concat(summaries, ignore_index=True), options.skew_threshold_ns)
-        out.skew.excluding_wait = _excluding_wait(executor, tasks, results, out.skew, on_progress)
+        out.skew.excluding_wait = _excluding_wait(run, out.skew, options, on_progress)
     return out
 
 
-def _excluding_wait(executor: _Executor, tasks: list[FileTask], results: list[_Numbered], skew: Skew,
-                    on_progress: ProgressFn | None) -> Analysis:
+def _excluding_wait(run: RunResults, skew: Skew, options: ScaleOptions, on_progress: ProgressFn | None) -> Analysis:
     """Each file with waiting kernels analysed again with the waiting trimmed; the rest as they were."""
     redo: dict[int, FileTask] = {}
-    for i, (task, result) in enumerate(zip(tasks, results)):
-        mine = skew.waiting[skew.waiting["rank"].isin([r.rank for r in result.ranks])]
+    for i, (task, first, value) in enumerate(zip(run.tasks, run.first_ranks, run.values)):
+        mine = skew.waiting[skew.waiting["rank"].isin([r.rank for r in value.analysis.ranks])]
         if len(mine):
-            local = mine.assign(rank=mine["rank"] - result.first_rank)
-            redo[i] = dataclasses.replace(task, with_collectives=False, waiting=local)
-    again = _checked(executor.map(list(redo.values()), on_progress)) if redo else []
-    analyses = [r.analysis for r in results]
+            work = dataclasses.replace(task.work, with_collectives=False, waiting=mine.assign(rank=mine["rank"] - first))
+            redo[i] = dataclasses.replace(task, work=work)
+    again = _checked(executor_for(options, len(redo)).map(list(redo.values()), on_progress)) if redo else []
+    analyses = [v.analysis for v in run.values]
     for i, result in zip(redo, again):
-        analyses[i] = _shifted(result.analysis, results[i].first_rank)
-    return _joined(analyses)
+        analyses[i] = result.value.analysis.renumbered(run.first_ranks[i])
+    return Analysis.joined(analyses)
 
 
 def chunk_size_for(memory_budget: int | None, workers: int) -> int:
@@ -176,7 +257,7 @@ def chunk_size_for(memory_budget: int | None, workers: int) -> int:
     return max(MIN_CHUNK, min(CHUNK, memory_budget // max(workers, 1) // _CHUNKS_PER_BUDGET))
 
 
-def parse_size(text: str, option: str = "--memory-budget") -> int:
+def parse_size(text: str, option: str = "memory_budget") -> int:
     """Bytes from "1G", "512MiB", "1.5gb", "1000000" (k/M/G/T are powers of 1024)."""
     m = _SIZE.match(text)
     if not m:
@@ -188,61 +269,15 @@ def parse_size(text: str, option: str = "--memory-budget") -> int:
     return size
 
 
-@dataclass
-class _Numbered(FileResult):
-    first_rank: int = 0  # what the file's own rank 0 became in the run
-
-
 def _checked(outcomes: list[FileResult | FileFailure]) -> list[FileResult]:
-    """The first bad input, in file order, is the run's error (as `load` reports it)."""
+    """The first bad input, in file order, is the run's error."""
     for outcome in outcomes:
         if isinstance(outcome, FileFailure):
             raise BadInput(outcome.source, outcome.problem)
     return outcomes  # type: ignore[return-value]
 
 
-def _first_ranks(files: list[TraceFile], results: list[FileResult]) -> list[int]:
-    """What each file's own rank 0 becomes: nsys files continue one after another, in file order,
-    as `load` numbers them; Kineto files keep their ranks."""
-    firsts = []
-    next_nsys_rank = 0
-    for f, result in zip(files, results):
-        first = 0 if f.kind == "kineto" else next_nsys_rank
-        if f.kind != "kineto":
-            next_nsys_rank = next_rank_after(_ranks_from(result.ranks, first), next_nsys_rank)
-        firsts.append(first)
-    return firsts
-
-
-def _numbered(result: FileResult, first: int) -> _Numbered:
-    collectives = result.collectives
-    if collectives is not None and first:
-        collectives = collectives.assign(rank=collectives["rank"] + first)
-    return _Numbered(_ranks_from(result.ranks, first), _shifted(result.analysis, first), collectives, first)
-
-
-def _ranks_from(ranks: list[RankInfo], first: int) -> list[RankInfo]:
-    return [dataclasses.replace(r, rank=r.rank + first) for r in ranks]
-
-
-def _shifted(analysis: Analysis, by: int) -> Analysis:
-    if not by:
-        return analysis
-    return Analysis(*([dataclasses.replace(row, rank=row.rank + by) for row in rows]
-                      for rows in (analysis.ranks, analysis.regions, analysis.steps)))
-
-
-def _joined(parts: list[Analysis]) -> Analysis:
-    """Rows of all files in rank order, each rank's rows in the order `analyze` gives them."""
-    def by_rank(row: Any) -> int:
-        return row.rank
-
-    return Analysis(ranks=sorted((r for p in parts for r in p.ranks), key=by_rank),
-                    regions=sorted((r for p in parts for r in p.regions), key=by_rank),
-                    steps=sorted((r for p in parts for r in p.steps), key=by_rank))
-
-
-# --- executors: each runs analyse_file over a list of tasks and returns the outcomes in task order ---
+# --- executors: each runs run_file over a list of tasks and returns the outcomes in task order ---
 
 class _Executor(Protocol):
     workers: int  # tasks that run at once on this machine (the memory budget is shared among them)
@@ -254,7 +289,7 @@ class _InProcess:
     workers = 1
 
     def map(self, tasks: list[FileTask], on_progress: ProgressFn | None) -> list[FileResult | FileFailure]:
-        return [analyse_file(task, on_progress) for task in tasks]
+        return [run_file(task, on_progress) for task in tasks]
 
 
 class _Processes:
@@ -270,7 +305,7 @@ class _Processes:
         context.set_forkserver_preload([__name__])
         outcomes: list[Any] = [None] * len(tasks)
         with ProcessPoolExecutor(min(self.workers, len(tasks)) or 1, mp_context=context) as pool:
-            futures = {pool.submit(analyse_file, task): i for i, task in enumerate(tasks)}
+            futures = {pool.submit(run_file, task): i for i, task in enumerate(tasks)}
             for future in as_completed(futures):
                 i = futures[future]
                 outcomes[i] = future.result()
@@ -288,18 +323,18 @@ class _Dask:
         try:
             from distributed import Client, as_completed as dask_completed
         except ImportError:
-            raise BadInput("--executor dask", "needs dask.distributed: pip install 'overlapscope[scale]'") from None
+            raise BadInput("executor", "dask needs dask.distributed: pip install 'overlapscope[scale]'") from None
         try:  # how long to try is Dask's own setting: distributed.comm.timeouts.connect
             client = Client(self.address)
         except (OSError, TimeoutError) as e:
-            raise BadInput("--scheduler", f"cannot reach the Dask scheduler at {self.address}: {e}") from None
+            raise BadInput("scheduler", f"cannot reach the Dask scheduler at {self.address}: {e}") from None
         # workers run in other directories, maybe on other hosts (sharing the files): they get
         # absolute paths, and the results name the files as they were given
         remote = [dataclasses.replace(task, file=dataclasses.replace(task.file, path=task.file.path.resolve()),
                                       cache_dir=task.cache_dir and str(Path(task.cache_dir).resolve()))
                   for task in tasks]
         with client:
-            futures = client.map(analyse_file, remote, pure=False)
+            futures = client.map(run_file, remote, pure=False)
             index = {future.key: i for i, future in enumerate(futures)}
             for future in dask_completed(futures):
                 _report_done(on_progress, tasks[index[future.key]])
@@ -312,12 +347,8 @@ def _renamed(outcome: FileResult | FileFailure, source: str, given: str) -> File
     """The outcome with the file's source spelt `given`."""
     if isinstance(outcome, FileFailure):
         return FileFailure(given if outcome.source == source else outcome.source, outcome.problem)
-
-    def named(row: Any) -> Any:
-        return dataclasses.replace(row, source=given) if row.source == source else row
-
-    analysis = Analysis([named(r) for r in outcome.analysis.ranks], outcome.analysis.regions, outcome.analysis.steps)
-    return FileResult([named(r) for r in outcome.ranks], analysis, outcome.collectives)
+    ranks = [dataclasses.replace(r, source=given) if r.source == source else r for r in outcome.ranks]
+    return FileResult(ranks, outcome.value.with_source(source, given))
 
 
 def _report_done(on_progress: ProgressFn | None, task: FileTask) -> None:
@@ -326,18 +357,18 @@ def _report_done(on_progress: ProgressFn | None, task: FileTask) -> None:
         on_progress(str(task.file.path), size, size)
 
 
-def _executor(options: ScaleOptions, n_files: int) -> _Executor:
+def executor_for(options: ScaleOptions, n_files: int) -> _Executor:
     if options.executor == "dask":
         if not options.scheduler:
-            raise BadInput("--executor dask", "needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
+            raise BadInput("executor", "dask needs a scheduler address (e.g. tcp://10.0.0.5:8786)")
         return _Dask(options.scheduler)
     if options.executor != "local":
-        raise BadInput("--executor", f"unknown executor {options.executor!r} (local or dask)")
+        raise BadInput("executor", f"unknown executor {options.executor!r} (local or dask)")
     if options.scheduler:
-        raise BadInput("--scheduler", "only with --executor dask")
+        raise BadInput("scheduler", "only with the dask executor")
     jobs = options.jobs if options.jobs is not None else os.cpu_count() or 1
     if jobs < 1:
-        raise BadInput("--jobs", "must be at least 1")
+        raise BadInput("jobs", "must be at least 1")
     workers = min(jobs, n_files)
     return _InProcess() if workers <= 1 else _Processes(workers)
 

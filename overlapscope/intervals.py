@@ -83,3 +83,23 @@ def contains(s: IntervalSet, points: np.ndarray) -> np.ndarray:
     inside = np.zeros(points.size, dtype=bool)
     inside[ok] = points[ok] < s[1][i[ok]]
     return inside
+
+
+def coverage(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The fraction of each bin [edges[i], edges[i+1]) covered by the union of the intervals."""
+    before = covered_before(union(starts, ends), edges)
+    width = np.diff(edges).astype(np.float64)
+    return np.divide(np.diff(before), width, out=np.zeros(width.size), where=width > 0)
+
+
+def covered_before(s: IntervalSet, points: np.ndarray) -> np.ndarray:
+    """For each time point, how many ns of the set lie before it (vectorised prefix measure)."""
+    points = np.asarray(points, dtype=np.int64)
+    if s[0].size == 0:
+        return np.zeros(points.size, dtype=np.int64)
+    lengths = s[1] - s[0]
+    done = np.concatenate([[0], np.cumsum(lengths)])  # done[k]: length of the first k intervals
+    k = np.searchsorted(s[0], points, side="right") - 1  # last interval starting at or before the point
+    kk = np.clip(k, 0, None)
+    partial = np.clip(points - s[0][kk], 0, lengths[kk])
+    return np.where(k >= 0, done[kk] + partial, 0)

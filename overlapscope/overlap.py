@@ -22,6 +22,12 @@ from .trace.model import Trace
 from .trace.names import compile_all, names_matching
 
 
+def percent(part_ns: int, whole_ns: int) -> float | None:
+    """part / whole × 100: the one place a percentage of communication is computed; None (not
+    applicable) when there is no communication at all."""
+    return None if whole_ns == 0 else 100.0 * part_ns / whole_ns
+
+
 @dataclass(frozen=True)
 class Overlap:
     comm_ns: int
@@ -35,7 +41,7 @@ class Overlap:
     @property
     def overlap_pct(self) -> float | None:
         """None (not applicable) when there is no communication at all."""
-        return None if self.comm_ns == 0 else 100.0 * self.overlap_ns / self.comm_ns
+        return percent(self.overlap_ns, self.comm_ns)
 
 
 def overlap_of(comm: iv.IntervalSet, compute: iv.IntervalSet) -> Overlap:
@@ -65,6 +71,21 @@ class ScopeRow:
     overlap_pct: float | None
     exposed_comm_ns: int
     ranges: int  # how many host ranges matched, so "no such region" is told apart from "no comm in it"
+
+
+@dataclass(frozen=True)
+class KernelRow:
+    """A communication kernel name, over all ranks: how long it ran and how much of that no compute hid."""
+
+    name: str
+    ranks: int
+    count: int
+    total_ns: int
+    exposed_ns: int
+
+    @property
+    def exposed_pct(self) -> float | None:
+        return percent(self.exposed_ns, self.total_ns)
 
 
 @dataclass
@@ -188,3 +209,27 @@ def _union_of(ops: pd.DataFrame, mask: np.ndarray) -> iv.IntervalSet:
 def compile_regions(regions: list[str] | tuple[str, ...]) -> list[re.Pattern[str]]:
     """The region regexes, compiled; a bad one is BadInput."""
     return compile_all(regions, "region")
+
+
+def exposed_by_kernel(trace: Trace, top: int) -> list[KernelRow]:
+    """The comm kernel names with the most exposed time (each op against its own rank's compute)."""
+    ops = trace.gpu_ops
+    cls, start, end = ops["op_class"].to_numpy(), ops["start"].to_numpy(), ops["end"].to_numpy()
+    parts = []
+    for info in trace.ranks:
+        mine = ops["rank"].to_numpy() == info.rank
+        compute = iv.union(start[mine & (cls == "compute")], end[mine & (cls == "compute")])
+        comm = ops[mine & (cls == "comm")]
+        if not len(comm):
+            continue
+        s, e = comm["start"].to_numpy(), comm["end"].to_numpy()
+        hidden = iv.covered_before(compute, e) - iv.covered_before(compute, s)
+        parts.append(pd.DataFrame({"name": comm["name"].astype(str).to_numpy(), "rank": info.rank,
+                                   "total": e - s, "exposed": (e - s) - hidden}))
+    if not parts:
+        return []
+    table = pd.concat(parts).groupby("name", sort=False).agg(
+        ranks=("rank", "nunique"), launches=("total", "size"), total=("total", "sum"), exposed=("exposed", "sum"))
+    table = table.sort_values(["exposed", "total"], ascending=False).head(top)
+    return [KernelRow(str(r.Index), int(r.ranks), int(r.launches), int(r.total), int(r.exposed))
+            for r in table.itertuples()]

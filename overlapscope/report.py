@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import intervals as iv
 from .history import Trend
-from .overlap import Analysis, analyze
+from .overlap import Analysis, KernelRow, analyze, exposed_by_kernel
 from .races.findings import Finding, RaceReport
 from .trace.load import MANIFEST_MARK
 from .trace.model import Trace
@@ -70,17 +70,6 @@ class RankTimeline:
     races: list[RaceMark]
 
 
-@dataclass(frozen=True)
-class KernelRow:
-    """A communication kernel name, over all ranks: how long it ran and how much of that no compute hid."""
-
-    name: str
-    ranks: int
-    count: int
-    total_ns: int
-    exposed_ns: int
-
-
 @dataclass
 class Report:
     title: str
@@ -112,7 +101,7 @@ def build_report(trace: Trace, regions: list[str] | tuple[str, ...] = (), races:
         decimation += _decimation_notes(timeline)
     return Report(
         title=_title(trace), sources=list(dict.fromkeys(info.source for info in trace.ranks)), analysis=analysis,
-        origin_ns=origin, timelines=timelines, exposed_kernels=exposed_kernels(trace),
+        origin_ns=origin, timelines=timelines, exposed_kernels=exposed_by_kernel(trace, TOP_KERNELS),
         findings=list(races.findings), race_notes=list(races.notes), facts=manifest_facts(trace.manifest),
         trend=trend, decimation=decimation,
     )
@@ -160,53 +149,9 @@ def race_span(f: Finding) -> tuple[int, int]:
 
 def _track(kind: str, starts: np.ndarray, ends: np.ndarray, names: pd.Series | None, edges: np.ndarray) -> Track:
     if starts.size > DETAIL_LIMIT:
-        return Track(kind, int(starts.size), edges=edges, covered=coverage(starts, ends, edges))
+        return Track(kind, int(starts.size), edges=edges, covered=iv.coverage(starts, ends, edges))
     labels = None if names is None else names.astype(str).tolist()
     return Track(kind, int(starts.size), starts=starts, ends=ends, names=labels)
-
-
-def coverage(starts: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The fraction of each bin [edges[i], edges[i+1]) covered by the union of the intervals."""
-    before = covered_before(iv.union(starts, ends), edges)
-    width = np.diff(edges).astype(np.float64)
-    return np.divide(np.diff(before), width, out=np.zeros(width.size), where=width > 0)
-
-
-def covered_before(s: iv.IntervalSet, points: np.ndarray) -> np.ndarray:
-    """For each time point, how many ns of the set lie before it (vectorised prefix measure)."""
-    points = np.asarray(points, dtype=np.int64)
-    if s[0].size == 0:
-        return np.zeros(points.size, dtype=np.int64)
-    lengths = s[1] - s[0]
-    done = np.concatenate([[0], np.cumsum(lengths)])  # done[k]: length of the first k intervals
-    k = np.searchsorted(s[0], points, side="right") - 1  # last interval starting at or before the point
-    kk = np.clip(k, 0, None)
-    partial = np.clip(points - s[0][kk], 0, lengths[kk])
-    return np.where(k >= 0, done[kk] + partial, 0)
-
-
-def exposed_kernels(trace: Trace, top: int = TOP_KERNELS) -> list[KernelRow]:
-    """The comm kernel names with the most exposed time (each op against its own rank's compute)."""
-    ops = trace.gpu_ops
-    cls, start, end = ops["op_class"].to_numpy(), ops["start"].to_numpy(), ops["end"].to_numpy()
-    parts = []
-    for info in trace.ranks:
-        mine = ops["rank"].to_numpy() == info.rank
-        compute = iv.union(start[mine & (cls == "compute")], end[mine & (cls == "compute")])
-        comm = ops[mine & (cls == "comm")]
-        if not len(comm):
-            continue
-        s, e = comm["start"].to_numpy(), comm["end"].to_numpy()
-        hidden = covered_before(compute, e) - covered_before(compute, s)
-        parts.append(pd.DataFrame({"name": comm["name"].astype(str).to_numpy(), "rank": info.rank,
-                                   "total": e - s, "exposed": (e - s) - hidden}))
-    if not parts:
-        return []
-    table = pd.concat(parts).groupby("name", sort=False).agg(
-        ranks=("rank", "nunique"), launches=("total", "size"), total=("total", "sum"), exposed=("exposed", "sum"))
-    table = table.sort_values(["exposed", "total"], ascending=False).head(top)
-    return [KernelRow(str(r.Index), int(r.ranks), int(r.launches), int(r.total), int(r.exposed))
-            for r in table.itertuples()]
 
 
 def manifest_facts(manifest: dict[str, Any] | None) -> list[tuple[str, str]]:

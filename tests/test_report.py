@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from overlapscope import report as rp
+from overlapscope import intervals as iv
 from overlapscope.cli import app
+from overlapscope.overlap import exposed_by_kernel
 from overlapscope.races.findings import Access, Finding, RaceReport
 from overlapscope.renderers.html import render_html, script_json
 from overlapscope.trace.load import load
@@ -74,13 +76,13 @@ def test_covered_before_matches_brute_force(spans, points):
     ends = np.array([s + d for s, d in spans], dtype=np.int64)
     from overlapscope import intervals as iv
 
-    got = rp.covered_before(iv.union(starts, ends), np.array(points))
+    got = iv.covered_before(iv.union(starts, ends), np.array(points))
     assert got.tolist() == [brute_covered_before(starts, ends, p) for p in points]
 
 
 def test_exposed_kernels_rank_comm_by_exposed_time(tmp_path):
     trace = load([tbo_run(tmp_path / "inline", overlapped=False)])
-    [row] = rp.exposed_kernels(trace)
+    [row] = exposed_by_kernel(trace, 15)
     assert (row.name, row.ranks, row.count, row.total_ns, row.exposed_ns) == (
         "ncclDevKernel_AllReduce_Sum_bf16_RING_LL", 2, 6, 6 * COMM_NS, 6 * COMM_NS)
 

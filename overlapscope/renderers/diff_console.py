@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ..diff import Diff, DiffRow, Side
 from ..races.findings import Finding
-from .console import fmt_ns, fmt_pct
+from .format import console_text as escape
+from .format import duration, pct, points, signed_duration
 
 
 def print_diff(diff: Diff, console: Console | None = None) -> None:
@@ -30,19 +30,19 @@ def print_diff(diff: Diff, console: Console | None = None) -> None:
 
 
 def _pct(side: Side | None) -> str:
-    return "(no such rank)" if side is None else fmt_pct(side.overlap_pct)
+    return "(no such rank)" if side is None else pct(side.overlap_pct, "n/a (no comm)")
 
 
 def _exposed(side: Side | None) -> str:
-    return "-" if side is None else fmt_ns(side.exposed_comm_ns)
+    return "-" if side is None else duration(side.exposed_comm_ns)
 
 
 def _delta_pct(row: DiffRow) -> str:
     d = row.overlap_delta
     if d is None:
-        return "n/a"
+        return points(d)
     colour = "green" if d > 0 else "red" if d < 0 else "default"
-    return f"[{colour}]{d:+.1f} pts[/]"
+    return f"[{colour}]{points(d)}[/]"
 
 
 def _delta_exposed(row: DiffRow) -> str:
@@ -50,7 +50,7 @@ def _delta_exposed(row: DiffRow) -> str:
     if d is None:
         return "n/a"
     colour = "green" if d < 0 else "red" if d > 0 else "default"
-    return f"[{colour}]{'+' if d > 0 else '-' if d < 0 else ''}{fmt_ns(abs(d))}[/]"
+    return f"[{colour}]{signed_duration(d)}[/]"
 
 
 def _findings_table(title: str, findings: list[Finding], style: str) -> Table:

@@ -17,7 +17,7 @@ import orjson
 from ..overlap import RankRow, ScopeRow
 from ..races.findings import Access
 from ..report import COVERAGE_BINS, DETAIL_LIMIT, Report, race_span
-from .console import fmt_ns
+from .format import duration, isolate_bidi, pct
 from .html_figures import steps_figure, timeline_figure, trend_figure
 
 TABLE_NAME_LIMIT = 300
@@ -30,7 +30,8 @@ _SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"
 
 
 def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Markup-safe text; bidirectional overrides removed so no trace name reorders the page."""
+    return html.escape(isolate_bidi(str(value)), quote=True)
 
 
 def script_json(data: Any) -> str:
@@ -81,10 +82,6 @@ def _header(report: Report) -> str:
             f"<nav>{nav}</nav></header>")
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} %"
-
-
 def _cell(field: str, value: int | float | None, shown: str) -> str:
     raw = "null" if value is None else repr(value)
     return f'<td class="num" data-field="{field}" data-value="{esc(raw)}">{esc(shown)}</td>'
@@ -109,9 +106,9 @@ def _summary(report: Report) -> str:
     if report.exposed_kernels:
         rows = "".join(
             f"<tr><td class=\"name\" title=\"{esc(_cut(k.name, TITLE_LIMIT))}\">{esc(_cut(k.name, TABLE_NAME_LIMIT))}</td>"
-            f"<td class=\"num\">{k.ranks}</td><td class=\"num\">{k.count:,}</td><td class=\"num\">{fmt_ns(k.total_ns)}</td>"
-            f"<td class=\"num\">{fmt_ns(k.exposed_ns)}</td>"
-            f"<td class=\"num\">{_pct(100 * k.exposed_ns / k.total_ns if k.total_ns else None)}</td></tr>"
+            f"<td class=\"num\">{k.ranks}</td><td class=\"num\">{k.count:,}</td><td class=\"num\">{duration(k.total_ns)}</td>"
+            f"<td class=\"num\">{duration(k.exposed_ns)}</td>"
+            f"<td class=\"num\">{pct(k.exposed_pct)}</td></tr>"
             for k in report.exposed_kernels)
         out.append("<h3>Communication kernels that stay exposed</h3><p>Per kernel name over all ranks, each kernel "
                    "against its own rank's compute. Concurrent comm kernels each count their own time, so the sums "
@@ -124,19 +121,19 @@ def _summary(report: Report) -> str:
 
 def _rank_row(r: RankRow) -> str:
     return (f'<tr data-rank="{r.rank}"><td class="num">{r.rank}</td><td class="num">{"-" if r.device is None else r.device}</td>'
-            + _cell("comm_ns", r.comm_ns, fmt_ns(r.comm_ns)) + _cell("compute_ns", r.compute_ns, fmt_ns(r.compute_ns))
-            + _cell("overlap_ns", r.overlap_ns, fmt_ns(r.overlap_ns)) + _cell("overlap_pct", r.overlap_pct, _pct(r.overlap_pct))
-            + _cell("exposed_comm_ns", r.exposed_comm_ns, fmt_ns(r.exposed_comm_ns))
+            + _cell("comm_ns", r.comm_ns, duration(r.comm_ns)) + _cell("compute_ns", r.compute_ns, duration(r.compute_ns))
+            + _cell("overlap_ns", r.overlap_ns, duration(r.overlap_ns)) + _cell("overlap_pct", r.overlap_pct, pct(r.overlap_pct))
+            + _cell("exposed_comm_ns", r.exposed_comm_ns, duration(r.exposed_comm_ns))
             + f'<td class="name">{esc(Path(r.source).name)}</td></tr>')
 
 
 def _scope_row(r: ScopeRow, kind: str) -> str:
-    shown_pct = "no such range" if r.ranges == 0 else _pct(r.overlap_pct)
+    shown_pct = "no such range" if r.ranges == 0 else pct(r.overlap_pct)
     return (f'<tr data-rank="{r.rank}" data-{kind}="{esc(r.region)}"><td class="num">{r.rank}</td>'
             f'<td class="name">{esc(r.region)}</td><td class="num">{r.ranges}</td>'
-            + _cell("comm_ns", r.comm_ns, fmt_ns(r.comm_ns)) + _cell("overlap_ns", r.overlap_ns, fmt_ns(r.overlap_ns))
+            + _cell("comm_ns", r.comm_ns, duration(r.comm_ns)) + _cell("overlap_ns", r.overlap_ns, duration(r.overlap_ns))
             + _cell("overlap_pct", r.overlap_pct, shown_pct)
-            + _cell("exposed_comm_ns", r.exposed_comm_ns, fmt_ns(r.exposed_comm_ns)) + "</tr>")
+            + _cell("exposed_comm_ns", r.exposed_comm_ns, duration(r.exposed_comm_ns)) + "</tr>")
 
 
 def _timelines(report: Report, figures: list[tuple[str, dict[str, Any]]]) -> str:
@@ -176,7 +173,7 @@ def _steps(report: Report, figures: list[tuple[str, dict[str, Any]]]) -> str:
     head = "".join(f"<th>rank {r}</th>" for r in ranks)
     rows = "".join(
         f'<tr data-step="{esc(name)}"><td class="name">{esc(name)}</td>'
-        + "".join(_cell("overlap_pct", cells[r].overlap_pct, _pct(cells[r].overlap_pct)) if r in cells else "<td>-</td>"
+        + "".join(_cell("overlap_pct", cells[r].overlap_pct, pct(cells[r].overlap_pct)) if r in cells else "<td>-</td>"
                   for r in ranks) + "</tr>"
         for name, cells in by_step.items())
     return ('<section id="steps"><h2>Profiler steps</h2><p>Overlap of the communication launched inside each '
@@ -232,8 +229,8 @@ def _history(report: Report, figures: list[tuple[str, dict[str, Any]]]) -> str:
         return '<section id="history"><h2>History</h2><p>The history database holds no run yet.</p></section>'
     rows = "".join(
         f"<tr><td>{esc(p.scope)}</td><td class=\"num\">#{p.run_id}</td><td>{esc(p.recorded_at)}</td>"
-        f"<td><code>{esc((p.git_commit or '-')[:12])}</code></td><td class=\"num\">{_pct(p.pooled_pct)}</td>"
-        f"<td class=\"num\">{_pct(p.worst_rank_pct)}</td><td class=\"num\">{fmt_ns(p.exposed_comm_ns)}</td></tr>"
+        f"<td><code>{esc((p.git_commit or '-')[:12])}</code></td><td class=\"num\">{pct(p.pooled_pct)}</td>"
+        f"<td class=\"num\">{pct(p.worst_rank_pct)}</td><td class=\"num\">{duration(p.exposed_comm_ns)}</td></tr>"
         for scope in trend.scopes() for p in trend.of(scope)[-1:])
     return ('<section id="history"><h2>History</h2><p>Overlap over all ranks (hidden comm / comm) of each recorded '
             f"run.</p>{_plot(figures, 'history-plot', trend_figure(trend))}<h3>Latest run per scope</h3>"

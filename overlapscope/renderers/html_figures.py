@@ -15,7 +15,7 @@ import numpy as np
 from ..history import Trend
 from ..overlap import ScopeRow
 from ..report import COVERAGE_BINS, RankTimeline, Track
-from .console import fmt_ns
+from .format import duration
 
 COLORS = {
     "compute": "#4c78a8", "comm": "#f58518", "memory": "#9d9d9d", "hidden": "#54a24b",
@@ -80,7 +80,7 @@ def _spans_trace(track: Track, y: int, origin_ns: int, lane: str, show: bool) ->
     x[0::3] = _us(track.starts, origin_ns)
     x[1::3] = _us(track.ends, origin_ns)
     x[2::3] = np.nan  # a gap between spans
-    durations = [fmt_ns(int(d)) for d in track.ends - track.starts]
+    durations = [duration(int(d)) for d in track.ends - track.starts]
     names = track.names or [""] * n
     hover: list[str | None] = []
     for name, dur in zip(names, durations, strict=True):
@@ -116,7 +116,7 @@ def steps_figure(steps: list[ScopeRow]) -> dict[str, Any]:
         data.append({
             "type": "bar", "name": f"rank {rank}", "x": [text(s.region) for s in rows],
             "y": [s.overlap_pct for s in rows],
-            "text": [f"hidden {fmt_ns(s.overlap_ns)}, exposed {fmt_ns(s.exposed_comm_ns)}" for s in rows],
+            "text": [f"hidden {duration(s.overlap_ns)}, exposed {duration(s.exposed_comm_ns)}" for s in rows],
             "hovertemplate": "%{x}: %{y:.1f} %<br>%{text}<extra>rank " + str(rank) + "</extra>", "textposition": "none",
         })
     layout = {"height": 320, "barmode": "group", "margin": {"l": 50, "r": 10, "t": 10, "b": 60},

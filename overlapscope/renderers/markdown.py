@@ -10,7 +10,7 @@ import html
 
 from ..gate import GateResult
 from ..history import Trend
-from .console import fmt_ns
+from .format import duration, pct, points
 
 
 def cell(value: object, for_html: bool = True) -> str:
@@ -42,16 +42,12 @@ def trend_markdown(trend: Trend, for_html: bool = True) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         previous = None
         for p in trend.of(scope):
-            pct = p.pooled_pct
-            change = "" if previous is None or pct is None else f"{pct - previous:+.1f} pts"
+            pooled = p.pooled_pct
+            change = "" if previous is None or pooled is None else points(pooled - previous)
             recorded = p.recorded_at[:16].replace("T", " ")  # to the minute: the table stays narrow
             lines.append(f"| #{p.run_id} | {cell(recorded, for_html)} | {cell((p.git_commit or '-')[:8], for_html)} "
-                         f"| {cell(p.command, for_html)} | {_pct(pct)} | {change} | {_pct(p.worst_rank_pct)} "
-                         f"| {fmt_ns(p.exposed_comm_ns)} |")
-            previous = pct if pct is not None else previous
+                         f"| {cell(p.command, for_html)} | {pct(pooled)} | {change} | {pct(p.worst_rank_pct)} "
+                         f"| {duration(p.exposed_comm_ns)} |")
+            previous = pooled if pooled is not None else previous
         lines.append("")
     return "\n".join(lines)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} %"

@@ -31,6 +31,7 @@ import orjson
 import pandas as pd
 
 from . import __version__
+from .errors import BadInput
 from .trace.load import TraceFile
 from .trace.model import FRAME_COLUMNS, RankInfo, Trace
 
@@ -195,6 +196,24 @@ class CacheStats:
 
 
 def cache_stats(directory: Path) -> CacheStats:
+    """What the cache holds; a folder that cannot be listed is bad input (one line), not a traceback."""
+    try:
+        return _stats(directory)
+    except OSError as e:
+        raise _cache_problem(directory, e, "cannot read the cache") from None
+
+
+def clear_cache(directory: Path) -> CacheStats:
+    """Delete every entry (only folders laid out by this module: nothing else in `directory`)."""
+    before = cache_stats(directory)
+    try:
+        _clear(directory)
+    except OSError as e:  # a read-only or foreign-owned cache: say which folder, stop there
+        raise _cache_problem(directory, e, "cannot clear the cache") from None
+    return before
+
+
+def _stats(directory: Path) -> CacheStats:
     entries = stale = incomplete = size = 0
     for folder, is_current in _format_dirs(directory):
         for item in folder.iterdir():
@@ -208,16 +227,19 @@ def cache_stats(directory: Path) -> CacheStats:
     return CacheStats(directory, entries, stale, incomplete, size)
 
 
-def clear_cache(directory: Path) -> CacheStats:
-    """Delete every entry (only folders laid out by this module: nothing else in `directory`)."""
-    before = cache_stats(directory)
+def _clear(directory: Path) -> None:
     for folder, _ in _format_dirs(directory):
         for item in folder.iterdir():
             if item.is_dir() and (item.name.startswith(_TMP) or _SHARD.match(item.name)):
                 shutil.rmtree(item)
         if not any(folder.iterdir()):
             folder.rmdir()
-    return before
+
+
+def _cache_problem(directory: Path, e: OSError, what: str) -> BadInput:
+    """Name the path that failed (the folder itself when the error does not say) and why."""
+    reason = e.strerror or " ".join(str(e).split())
+    return BadInput(e.filename or directory, f"{what}: {reason}")
 
 
 def _format_dirs(directory: Path) -> list[tuple[Path, bool]]:

@@ -1,12 +1,16 @@
 """The history database: each `analyze --db` / `gate --db` run and its numbers, in SQLite.
 
 Written through sqlite-utils, read back with SQL; the schema is documented in docs/history.md.
+Every write (creating the schema, recording a run) is one `BEGIN IMMEDIATE` transaction that waits up
+to BUSY_TIMEOUT_S for another writer, so CI jobs sharing one database, even a new one, all record.
+Every SQLite failure (locked, corrupt, disk full, not SQLite) is one BadInput line, never a traceback.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import sqlite3
 import subprocess
 from dataclasses import dataclass
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import BadInput
-from .overlap import Analysis
+from .overlap import Analysis, percent
 from .trace.model import Trace
 
 if TYPE_CHECKING:
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 WHOLE_TRACE = "(whole trace)"  # the scope name the trend gives the per-rank whole-trace rows
+BUSY_TIMEOUT_S = 10.0  # how long a command waits for another process writing the same database
+_INT64_MAX = 2**63 - 1  # SQLite's largest integer: a larger --last means every run
 
 _TABLES: dict[str, dict[str, Any]] = {
     "meta": {"columns": {"key": str, "value": str}, "pk": "key"},
@@ -67,15 +73,17 @@ def record_run(db_path: str | Path, trace: Trace, analysis: Analysis, command: s
     files = _file_rows(trace)
     db = _open(db_path, create=True)
     try:
-        with db.conn:  # one transaction: a run is recorded whole or not at all
-            run_id = db["runs"].insert(run).last_pk
-            db["trace_files"].insert_all([{"run_id": run_id, **f} for f in files])
-            db["metrics"].insert_all([{"run_id": run_id, **m} for m in _metric_rows(analysis)])
-            if gate is not None:
-                db["gate_checks"].insert_all([{"run_id": run_id, "rank": c.rank, "name": c.name,
-                                               "passed": int(c.passed), "detail": c.detail} for c in gate.checks])
+        # one transaction: a run is recorded whole or not at all (close() rolls back an unfinished one)
+        db.execute("BEGIN IMMEDIATE")
+        run_id = db["runs"].insert(run).last_pk
+        db["trace_files"].insert_all([{"run_id": run_id, **f} for f in files])
+        db["metrics"].insert_all([{"run_id": run_id, **m} for m in _metric_rows(analysis)])
+        if gate is not None:
+            db["gate_checks"].insert_all([{"run_id": run_id, "rank": c.rank, "name": c.name,
+                                           "passed": int(c.passed), "detail": c.detail} for c in gate.checks])
+        db.execute("COMMIT")
     except sqlite3.Error as e:
-        raise BadInput(db_path, f"cannot write the history database: {e}") from None
+        raise _sqlite_problem(db_path, e, "write") from None
     finally:
         db.close()
     return int(run_id)
@@ -100,7 +108,7 @@ class TrendPoint:
     @property
     def pooled_pct(self) -> float | None:
         """Hidden comm over all ranks' comm: null when no rank had comm in the scope."""
-        return None if self.comm_ns == 0 else 100.0 * self.overlap_ns / self.comm_ns
+        return percent(self.overlap_ns, self.comm_ns)
 
 
 @dataclass
@@ -132,13 +140,14 @@ ORDER BY r.id, m.scope_kind DESC, m.scope
 
 def read_trend(db_path: str | Path, last: int = 50) -> Trend:
     """The whole-trace and region numbers of the last `last` runs, oldest first."""
+    last = _last(last)
     if not Path(db_path).is_file():
         raise BadInput(db_path, "no such history database (record runs with `analyze --db` or `gate --db`)")
     db = _open(db_path, create=False)
     try:
         rows = db.execute(_TREND_SQL, {"whole": WHOLE_TRACE, "last": last}).fetchall()
     except sqlite3.Error as e:
-        raise BadInput(db_path, f"cannot read the history database: {e}") from None
+        raise _sqlite_problem(db_path, e, "read") from None
     finally:
         db.close()
     return Trend([TrendPoint(*row[:5], ranks=row[5], comm_ns=row[6], overlap_ns=row[7], exposed_comm_ns=row[8],
@@ -198,31 +207,101 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _last(last: Any) -> int:
+    """A positive whole number of runs; beyond SQLite's integers it means every run."""
+    try:
+        if isinstance(last, bool):
+            raise TypeError
+        last = operator.index(last)
+    except TypeError:
+        last = 0
+    if last < 1:
+        raise BadInput("last", "must be a whole number of runs, at least 1")
+    return min(last, _INT64_MAX)
+
+
 def _open(db_path: str | Path, create: bool):
-    """The database with every table in place; a file that is not an overlapscope history is an error."""
+    """The database with every table in place; a file that is not an overlapscope history is an error.
+
+    Creating the schema holds the write lock from the first look at the tables to the schema_version
+    row, so a second process creating the same new file waits and then finds the whole schema."""
     import sqlite_utils
 
     try:
-        db = sqlite_utils.Database(str(db_path))
-        existing = set(db.table_names())
+        db = sqlite_utils.Database(sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_S))
     except sqlite3.Error as e:
-        raise BadInput(db_path, f"not an SQLite database: {e}") from None
+        raise _sqlite_problem(db_path, e, "open") from None
     except OSError as e:
         raise BadInput(db_path, f"cannot open: {e.strerror}") from None
-    if existing and "runs" not in existing:
+    try:
+        if create:
+            db.execute("BEGIN IMMEDIATE")
+        _check_schema(db, db_path, create)
+        if create:
+            db.execute("COMMIT")
+    except sqlite3.Error as e:
         db.close()
-        raise BadInput(db_path, "an SQLite database, but not an overlapscope history (no runs table)")
-    version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in existing else None
-    if existing and (version is None or int(version[0]) != SCHEMA_VERSION):
+        raise _sqlite_problem(db_path, e, "open") from None
+    except BaseException:
         db.close()
-        raise BadInput(db_path, f"history schema version {version[0] if version else 'unknown'}; this "
-                                f"overlapscope reads version {SCHEMA_VERSION}")
-    if not existing and create:
-        with db.conn:
-            for name, spec in _TABLES.items():
-                db[name].create(spec["columns"], pk=spec.get("pk"), foreign_keys=spec.get("foreign_keys"),
-                                not_null=spec.get("not_null"), if_not_exists=True)
-            db["meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
-            db["metrics"].create_index(["run_id"], if_not_exists=True)
-            db["metrics"].create_index(["scope_kind", "scope"], if_not_exists=True)
+        raise
     return db
+
+
+def _check_schema(db: Any, db_path: str | Path, create: bool) -> None:
+    """Create the schema in an empty database (when writing); else insist on ours, at our version."""
+    existing = set(db.table_names())
+    if not existing and create:
+        _create_schema(db)
+        return
+    if "runs" not in existing:
+        raise BadInput(db_path, "an SQLite database, but not an overlapscope history (no runs table)")
+    version = _schema_version(db) if "meta" in existing else "unknown (no meta table)"
+    if version != SCHEMA_VERSION:
+        raise BadInput(db_path, f"history schema version {version}; this overlapscope reads version {SCHEMA_VERSION}")
+
+
+def _schema_version(db: Any) -> int | str:
+    """The recorded version as a number, or a short description of what is there instead."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        return "unknown (no schema_version row)"
+    value = row[0]
+    if isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit()):
+        return int(value)
+    return "NULL" if value is None else repr(value)[:40]
+
+
+def _create_schema(db: Any) -> None:
+    for name, spec in _TABLES.items():
+        db[name].create(spec["columns"], pk=spec.get("pk"), foreign_keys=spec.get("foreign_keys"),
+                        not_null=spec.get("not_null"))
+    db["meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
+    db["metrics"].create_index(["run_id"])
+    db["metrics"].create_index(["scope_kind", "scope"])
+
+
+# SQLite's primary result codes (https://sqlite.org/rescode.html) that users can act on
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
+_SQLITE_MESSAGES = (("is locked", _SQLITE_BUSY), ("malformed", _SQLITE_CORRUPT), ("disk is full", _SQLITE_FULL),
+                    ("not a database", _SQLITE_NOTADB))
+
+
+def _sqlite_problem(db_path: str | Path, e: sqlite3.Error, doing: str) -> BadInput:
+    """One line saying what the user can do about an SQLite failure: wait, free space, or use another file."""
+    code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+; before it, only the message tells
+    detail = " ".join(str(e).split())
+    primary = code & 0xFF if code is not None else next(
+        (c for text, c in _SQLITE_MESSAGES if text in detail), None)
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        problem = (f"the history database is locked by another process (waited {BUSY_TIMEOUT_S:g} s); "
+                   f"try again when it is done ({detail})")
+    elif primary == _SQLITE_CORRUPT:
+        problem = f"the history database is corrupt ({detail})"
+    elif primary == _SQLITE_FULL:
+        problem = f"cannot write the history database: the disk is full ({detail})"
+    elif primary == _SQLITE_NOTADB:
+        problem = f"not an SQLite database ({detail})"
+    else:
+        problem = f"cannot {doing} the history database: {detail}"
+    return BadInput(db_path, problem)

@@ -3,6 +3,8 @@ never trusted; `cache show` and `cache clear`."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -14,8 +16,10 @@ from typer.testing import CliRunner
 from builders import KinetoBuilder
 from corpus import corpus_path
 from overlapscope import pipeline as parallel
+from overlapscope import cache as cache_module
 from overlapscope.cache import TraceCache, cache_stats, clear_cache, format_version
 from overlapscope.cli import app
+from overlapscope.errors import BadInput
 from overlapscope.pipeline import ScaleOptions, analyze_run
 from overlapscope.renderers.json import dumps
 from overlapscope.trace.load import TraceFile, read_trace_file, run_files
@@ -180,3 +184,55 @@ def test_without_pyarrow_the_cache_is_off(tmp_path, monkeypatch):
     assert run_json([run], ScaleOptions(jobs=1, use_cache=True, cache_dir=tmp_path / "cache")) == \
         run_json([run], ScaleOptions(jobs=1))
     assert not (tmp_path / "cache").exists()
+
+
+# --- a cache directory that cannot be read or written is one BadInput line, never a traceback ---
+
+def fake_entries(cache: Path) -> Path:
+    """Two entries laid out as TraceCache lays them out (their content does not matter to show/clear)."""
+    current = cache / format_version()
+    for key in ("ab12", "cd34"):
+        entry = current / key[:2] / key
+        entry.mkdir(parents=True)
+        (entry / "meta.json").write_text("{}")
+    return current
+
+
+def test_clear_on_an_unwritable_cache_is_bad_input(tmp_path, monkeypatch):
+    current = fake_entries(tmp_path / "cache")
+    if os.geteuid() == 0:  # root deletes in a 0o500 folder anyway: make the deletion fail as it would
+        def refuse(path, *args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+        monkeypatch.setattr(cache_module.shutil, "rmtree", refuse)
+    current.chmod(0o500)
+    try:
+        with pytest.raises(BadInput) as caught:
+            clear_cache(tmp_path / "cache")
+    finally:
+        current.chmod(0o755)
+    err = caught.value
+    assert "Permission denied" in err.problem and "\n" not in err.problem
+    assert err.source.startswith(str(current))
+
+
+def test_show_on_an_unreadable_cache_is_bad_input(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    fake_entries(cache)
+    if os.geteuid() == 0:  # root lists a 0o000 folder anyway: make the listing fail as it would
+        listing = Path.iterdir
+
+        def refuse(self):
+            if self == cache:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+            return listing(self)
+
+        monkeypatch.setattr(Path, "iterdir", refuse)
+    cache.chmod(0o000)
+    try:
+        with pytest.raises(BadInput) as caught:
+            cache_stats(cache)
+    finally:
+        cache.chmod(0o755)
+    err = caught.value
+    assert err.source == str(cache) and "cannot read" in err.problem and "Permission denied" in err.problem

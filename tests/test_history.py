@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sqlite3
 import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from overlapscope import history
 from overlapscope.cli import app
+from overlapscope.errors import BadInput
 from overlapscope.history import SCHEMA_VERSION, WHOLE_TRACE, read_trend, record_run, sha256_of
 from overlapscope.overlap import analyze
 from overlapscope.trace.load import load
@@ -115,3 +119,126 @@ def test_bad_databases(tmp_path, content, message):
 def test_analyze_db_in_a_missing_directory_is_bad_input(runs, tmp_path):
     result = runner.invoke(app, ["analyze", str(runs[0]), "--db", str(tmp_path / "no" / "h.db")])
     assert result.exit_code == 2 and "h.db" in result.stderr
+
+
+# --- fail closed: every broken, locked, full or raced database is one BadInput line, never a traceback ---
+
+@pytest.fixture(scope="module")
+def measured(runs):
+    trace = load([runs[1]])
+    return trace, analyze(trace)
+
+
+def record(db, measured, tmp_path) -> int:
+    trace, analysis = measured
+    return record_run(db, trace, analysis, "gate", cwd=tmp_path)  # tmp_path: outside git, so no git calls
+
+
+def one_line_bad_input(call, *message: str) -> BadInput:
+    with pytest.raises(BadInput) as caught:
+        call()
+    problem = caught.value.problem
+    assert "\n" not in problem and all(m in problem for m in message), problem
+    return caught.value
+
+
+@pytest.mark.parametrize("value", ["'one'", "NULL", "'1.0'", "X'00'"])
+def test_a_schema_version_that_is_no_whole_number_is_bad_input(measured, tmp_path, value):
+    db = tmp_path / "h.db"
+    record(db, measured, tmp_path)
+    with sqlite3.connect(db) as con:
+        con.execute(f"UPDATE meta SET value = {value} WHERE key = 'schema_version'")
+    con.close()
+    one_line_bad_input(lambda: read_trend(db), "schema version")
+    one_line_bad_input(lambda: record(db, measured, tmp_path), "schema version")
+
+
+def test_corrupt_pages_are_bad_input(measured, tmp_path):
+    db = tmp_path / "h.db"
+    for _ in range(3):
+        record(db, measured, tmp_path)
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    assert len(data) >= 4 * page  # a real database of several pages
+    data[page:-page] = bytes(range(256)) * ((len(data) - 2 * page) // 256)  # keep page 1: it still opens
+    db.write_bytes(bytes(data))
+    one_line_bad_input(lambda: read_trend(db), "corrupt")
+    one_line_bad_input(lambda: record(db, measured, tmp_path), "corrupt")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_bad_input(measured, tmp_path):
+    journal = Path("/dev/full-journal")
+    existed = journal.exists()
+    try:
+        err = one_line_bad_input(lambda: record(Path("/dev/full"), measured, tmp_path), "full")
+        assert err.source == "/dev/full"
+    finally:
+        if not existed:  # SQLite keeps the journal of a failed commit; leave /dev as it was
+            journal.unlink(missing_ok=True)
+
+
+def test_last_beyond_int64_reads_every_run(measured, tmp_path):
+    db = tmp_path / "h.db"
+    record(db, measured, tmp_path)
+    record(db, measured, tmp_path)
+    assert [p.run_id for p in read_trend(db, last=2**70).of(WHOLE_TRACE)] == [1, 2]
+
+
+@pytest.mark.parametrize("last", [0, -1, 2.5, True])
+def test_last_that_is_no_positive_whole_number_is_bad_input(measured, tmp_path, last):
+    db = tmp_path / "h.db"
+    record(db, measured, tmp_path)
+    assert one_line_bad_input(lambda: read_trend(db, last=last), "at least 1").source == "last"
+
+
+def test_a_locked_database_says_locked(measured, tmp_path, monkeypatch):
+    monkeypatch.setattr(history, "BUSY_TIMEOUT_S", 0.2, raising=False)  # wait briefly, not the default
+    db = tmp_path / "h.db"
+    record(db, measured, tmp_path)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for call in (lambda: read_trend(db), lambda: record(db, measured, tmp_path)):
+            err = one_line_bad_input(call, "locked")
+            assert "not an SQLite database" not in err.problem
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(read_trend(db).of(WHOLE_TRACE)) == 1
+
+
+def _record_together(db_paths, measured, cwd, barrier, results) -> None:
+    trace, analysis = measured
+    for db in db_paths:
+        barrier.wait(timeout=60)
+        try:
+            record_run(db, trace, analysis, "gate", cwd=cwd)
+            results.put(None)
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, which fails the test
+            results.put(f"{db}: {e!r}")
+
+
+def test_processes_creating_the_same_new_database_all_record(measured, tmp_path):
+    processes, trials = 8, 4
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold Arrow threads
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    dbs = [tmp_path / f"h{t}.db" for t in range(trials)]
+    workers = [ctx.Process(target=_record_together, args=(dbs, measured, tmp_path, barrier, results))
+               for _ in range(processes)]
+    for w in workers:
+        w.start()
+    outcomes = [results.get(timeout=120) for _ in range(processes * trials)]
+    for w in workers:
+        w.join(timeout=30)
+    assert [o for o in outcomes if o] == []
+    for db in dbs:
+        assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone() == (processes,)
+
+
+@pytest.mark.parametrize("text, meaning", [("database is locked", "locked"),
+                                           ("file is not a database", "not an SQLite"),
+                                           ("database disk image is malformed", "corrupt")])
+def test_sqlite_errors_are_told_apart_without_error_codes(text, meaning):
+    # before Python 3.11, sqlite3 errors carry no sqlite_errorcode: the message must do
+    assert meaning in history._sqlite_problem("h.db", sqlite3.OperationalError(text), "read").problem

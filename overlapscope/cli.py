@@ -1,13 +1,16 @@
-"""The `overlapscope` command: each subcommand parses, calls one public function, renders.
+"""The `overlapscope` command: each subcommand parses its options, calls the function of the same
+name in overlapscope.commands, and hands the result to a renderer (`renderers.render`).
 
 Heavy modules (pandas, plotly, torch) are imported inside the commands so `--help` stays fast.
+Errors name command-line flags only here: the library names its own parameters.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -18,14 +21,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts hold [tool.overlapscope.gate] and regexes, not markup
 )
 
+EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
+EXIT_NOT_CHECKED = 3
+T = TypeVar("T")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"overlapscope {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
     """Measure and verify compute/communication overlap in distributed LLM inference traces."""
+
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Trace files (Kineto .json/.json.gz, nsys .sqlite/.nsys-rep) or run directories.", show_default=False)]
 RegionOpt = Annotated[Optional[list[str]], typer.Option("--region", help="Regex over host range names (NVTX, record_function); repeatable.")]
@@ -34,33 +51,44 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 DbOpt = Annotated[Optional[Path], typer.Option("--db", help="SQLite history database: record this run and its numbers (created if missing).")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache directory (default: $OVERLAPSCOPE_CACHE or ~/.cache/overlapscope).")]
 
-
 # the library names its parameters; the command line names the flags users typed
-_FLAGS = {"region": "--region", "comm_patterns": "--comm-pattern", "jobs": "--jobs", "executor": "--executor",
-          "scheduler": "--scheduler", "memory_budget": "--memory-budget"}
+FLAGS = {"region": "--region", "comm_patterns": "--comm-pattern", "jobs": "--jobs", "executor": "--executor",
+         "scheduler": "--scheduler", "memory_budget": "--memory-budget", "min_overlap": "--min-overlap",
+         "max_races": "--max-races", "regions": "--region", "model": "MODEL", "variant": "--variant",
+         "world_size": "--world-size", "profiler": "--profiler", "device": "--device", "overrides": "--set",
+         "last": "--last"}
 
 
-def bad_input(e: BadInput) -> None:
-    """Bad input as one line, named by the flag when it came from one."""
-    fail(f"{_FLAGS.get(e.source, e.source)}: {e.problem}")
-
-
-def fail(message: str) -> None:
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     """One line on stderr and exit code 2: the contract for bad input."""
-    typer.echo(f"overlapscope: error: {message}", err=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
+    from .renderers.format import plain
+
+    typer.echo(f"overlapscope: error: {plain(message)}", err=True)
+    raise typer.Exit(code)
 
 
-def load_run(paths: list[Path], comm_patterns: list[str] | None = None, config_file: Path | None = None):
-    """Load one run with the project's configured comm patterns, showing progress for big files."""
-    from .config import load_config
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """The library call of a command: bad input becomes one line naming the file or the flag, exit 2."""
+    try:
+        return fn(*args, **kwargs)
+    except BadInput as e:
+        fail(f"{FLAGS.get(e.source, e.source)}: {e.problem}")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def with_progress(fn: Callable[..., T], paths: list[Path], *args: Any, **kwargs: Any) -> T:
+    """`call`, with a progress bar on stderr while big files are read."""
     from .renderers.progress import loading_progress
-    from .pipeline import load
 
-    config = load_config(config_file)
-    patterns = [*config.comm_patterns, *(comm_patterns or [])]
     with loading_progress(paths) as on_progress:
-        return load(paths, comm_patterns=patterns, on_progress=on_progress)
+        return call(fn, paths, *args, on_progress=on_progress, **kwargs)
+
+
+def warn(lines: list[str]) -> None:
+    from .renderers.format import plain
+
+    for line in lines:
+        typer.echo(f"overlapscope: warning: {plain(line)}", err=True)
 
 
 @app.command()
@@ -79,48 +107,24 @@ def analyze(
     skew: Annotated[bool, typer.Option("--skew", help="Match collectives across ranks: report kernels that waited for a late peer, and overlap without that waiting.")] = False,
 ) -> None:
     """How much communication is hidden under compute: per rank, region and profiler step."""
-    from .config import load_config
-    from .pipeline import ScaleOptions, analyze_run, parse_size
-    from .renderers.progress import loading_progress
+    from . import commands
+    from .renderers import render
 
-    try:
-        options = ScaleOptions(jobs=jobs, executor=executor, scheduler=scheduler, skew=skew,
-                               use_cache=not no_cache, cache_dir=cache_dir,
-                               memory_budget=None if memory_budget is None else parse_size(memory_budget))
-        patterns = [*load_config().comm_patterns, *(comm_pattern or [])]
-        with loading_progress(paths) as on_progress:
-            run = analyze_run(paths, region or [], patterns, options, on_progress)
-    except BadInput as e:
-        bad_input(e)
-    result = run.analysis
-    if json:
-        from .renderers.json import dumps
-
-        typer.echo(dumps(run.to_dict()))
-    else:
-        from .renderers.console import print_analysis
-
-        print_analysis(result)
-        if run.skew is not None:
-            for line in run.skew.summary():
-                typer.echo(line)
-            if len(run.skew.waiting):
-                typer.echo("Overlap with that waiting excluded:")
-                print_analysis(run.skew.excluding_wait)
-    if problem := result.nothing_measured():
+    run = with_progress(commands.analyze, paths, region or [], comm_pattern or [], jobs=jobs, executor=executor,
+                        scheduler=scheduler, use_cache=not no_cache, cache_dir=cache_dir,
+                        memory_budget=memory_budget, skew=skew)
+    render(run, "json" if json else "console")
+    if problem := run.analysis.nothing_measured():
         fail(f"{', '.join(map(str, paths))}: {problem}")
     if db is not None:
         from .history import record_run
 
-        try:
-            record_run(db, run.facts, result, command="analyze")
-        except BadInput as e:
-            bad_input(e)
+        call(record_run, db, run.facts, run.analysis, command="analyze")
 
 
 @app.command()
 def run(
-    model: Annotated[str, typer.Argument(help="deepseek_v4_tbo, deepseek_v32_nsa_cp or staging_transfer.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="A reference model (deepseek_v4_tbo, deepseek_v32_nsa_cp, staging_transfer) or your workload as package.module:factory.", show_default=False)],
     variant: Annotated[Optional[str], typer.Option(help="Variant of the model (default: its baseline).")] = None,
     world_size: Annotated[int, typer.Option("--world-size", help="Ranks to spawn on this host.")] = 2,
     profiler: Annotated[str, typer.Option(help="torch | nsys | none.")] = "torch",
@@ -130,31 +134,17 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="Output directory (default: out/MODEL/VARIANT).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE model size override; repeatable.")] = None,
 ) -> None:
-    """Run a reference model on local ranks under a profiler, write its traces and run.json, analyse them."""
-    from .capture import RunFailed, RunRequest, run_model
+    """Run a workload on local ranks under a profiler, write its traces and run.json, analyse them."""
+    from . import commands
+    from .capture import RunFailed, RunRequest
+    from .renderers import render
 
     request = RunRequest(model, variant, world_size, profiler, device, steps, warmup, out, list(set_ or []))
-    command = ["overlapscope", "run", model, "--world-size", str(world_size), "--profiler", profiler,
-               "--device", device, "--steps", str(steps), "--warmup", str(warmup)]
-    command += [*(["--variant", variant] if variant else []), *(["--out", str(out)] if out else []),
-                *(arg for item in set_ or [] for arg in ("--set", item))]
     try:
-        outcome = run_model(request, command)
-    except BadInput as e:
-        bad_input(e)
+        result = call(commands.run, request)
     except RunFailed as e:
-        typer.echo(f"overlapscope: run failed: {e}", err=True)
-        raise typer.Exit(1) from None
-    for line in outcome.summary():
-        typer.echo(line)
-    if profiler != "none":
-        from .overlap import analyze as run_analysis
-        from .renderers.console import print_analysis
-
-        try:
-            print_analysis(run_analysis(load_run([outcome.out_dir]), [outcome.manifest["overlap_region"]]))
-        except BadInput as e:
-            bad_input(e)
+        fail(f"run failed: {e}", code=EXIT_FINDINGS)
+    render(result)
 
 
 @app.command()
@@ -166,31 +156,22 @@ def report(
     db: Annotated[Optional[Path], typer.Option("--db", help="History database to draw the trend from (read only).")] = None,
 ) -> None:
     """One self-contained HTML page (works offline): summary, timelines, profiler steps, races, run facts."""
-    from .history import read_trend
-    from .renderers.html import write_html
-    from .report import build_report
+    from . import commands
+    from .renderers import render
 
-    if not output.parent.is_dir():
-        fail(f"{output}: its directory does not exist")
-    try:
-        trend = read_trend(db) if db is not None else None
-        page = build_report(load_run(paths, comm_pattern), region or [], trend=trend)
-        write_html(page, output)
-    except BadInput as e:
-        bad_input(e)
-    except OSError as e:
-        fail(f"{output}: cannot write: {e.strerror}")
+    page = with_progress(commands.report, paths, output, region or [], comm_pattern or [], db=db)
     if problem := page.analysis.nothing_measured():
-        typer.echo(f"overlapscope: warning: {problem}", err=True)
-    typer.echo(f"report written to {output}")
+        warn([problem])
+    render(page)
 
 
 @app.command()
 def gate(
     paths: PathsArg,
-    min_overlap: Annotated[Optional[float], typer.Option("--min-overlap", help="Floor in percent for the overlap of every rank (in --region, else the whole trace).")] = None,
-    region: Annotated[Optional[str], typer.Option("--region", help="Regex over host range names: the scope --min-overlap applies to.")] = None,
-    max_races: Annotated[Optional[int], typer.Option("--max-races", help="Race findings allowed per rank (runs the race checker).")] = None,
+    min_overlap: Annotated[Optional[float], typer.Option("--min-overlap", help="Floor in percent for the overlap of every rank, in each --region (else the whole trace).")] = None,
+    region: Annotated[Optional[list[str]], typer.Option("--region", help="Regex over host range names: a scope --min-overlap applies to; repeatable, each region is gated.")] = None,
+    max_races: Annotated[Optional[int], typer.Option("--max-races", help="Race findings allowed per rank (runs the race checker; fails when it could not check).")] = None,
+    allow_unchecked: Annotated[bool, typer.Option("--allow-unchecked", help="Let --max-races pass when memory accesses could not be checked.")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with a [tool.overlapscope.gate] (or [gate]) table.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one test case per rank and check.")] = None,
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY).")] = None,
@@ -198,30 +179,21 @@ def gate(
     db: DbOpt = None,
 ) -> None:
     """Check overlap floors and race limits on every rank: exit 0 pass, 1 fail, 2 bad input."""
-    from .config import load_config
-    from .gate import evaluate_gate, gate_settings
+    from . import commands
+    from .renderers import render
     from .renderers.junit import gate_junit
     from .renderers.markdown import gate_markdown
 
-    try:
-        settings = gate_settings(load_config(config).gate, min_overlap, region, max_races)
-        trace = load_run(paths, comm_pattern, config)
-        result = evaluate_gate(trace, settings)
-        if db is not None:
-            from .history import record_run
-
-            record_run(db, trace, result.analysis, command="gate", gate=result)
-    except BadInput as e:
-        bad_input(e)
-    for path, render in ((junit, gate_junit), (markdown, gate_markdown)):
+    result = with_progress(commands.gate, paths, min_overlap, region or [], max_races, config, comm_pattern or [],
+                           allow_unchecked=allow_unchecked, db=db)
+    for path, write in ((junit, gate_junit), (markdown, gate_markdown)):
         if path is not None:
             try:
-                path.write_text(render(result), encoding="utf-8")
+                path.write_text(write(result), encoding="utf-8")
             except OSError as e:
                 fail(f"{path}: cannot write: {e.strerror}")
-    # plain Markdown, not a rich table: CI logs are not terminals, and lines there must not wrap
-    typer.echo(gate_markdown(result, for_html=False), nl=False)
-    raise typer.Exit(0 if result.passed else 1)
+    render(result)
+    raise typer.Exit(0 if result.passed else EXIT_FINDINGS)
 
 
 @app.command()
@@ -233,20 +205,10 @@ def diff(
     json: JsonOpt = False,
 ) -> None:
     """Before/after: overlap and exposed comm per rank and region, new and gone race findings."""
-    from .diff import diff_runs
+    from . import commands
+    from .renderers import render
 
-    try:
-        result = diff_runs(load_run([before], comm_pattern), load_run([after], comm_pattern), region or [])
-    except BadInput as e:
-        bad_input(e)
-    if json:
-        from .renderers.json import dumps
-
-        typer.echo(dumps(result.to_dict()))
-    else:
-        from .renderers.diff_console import print_diff
-
-        print_diff(result)
+    render(call(commands.diff, before, after, region or [], comm_pattern or []), "json" if json else "console")
 
 
 @app.command()
@@ -256,45 +218,25 @@ def history(
     json: JsonOpt = False,
 ) -> None:
     """The overlap trend per region over the recorded runs."""
-    from .history import read_trend
+    from . import commands
+    from .renderers import render
 
-    try:
-        trend = read_trend(db, last=last)
-    except BadInput as e:
-        bad_input(e)
-    if json:
-        from .renderers.json import dumps
-
-        typer.echo(dumps(trend.to_dict()))
-    else:
-        from rich.console import Console
-        from rich.markdown import Markdown
-
-        from .renderers.markdown import trend_markdown
-
-        Console().print(Markdown(trend_markdown(trend, for_html=False)))
+    render(call(commands.history, db, last), "json" if json else "console")
 
 
 @app.command()
-def races(paths: PathsArg, json: JsonOpt = False) -> None:
-    """Stream races, host/NIC races, wrong joins, collective order: exit 0 none, 1 findings, 2 bad input."""
-    from .races import check_races
+def races(paths: PathsArg, comm_pattern: CommPatternOpt = None, json: JsonOpt = False) -> None:
+    """Stream races, host/NIC races, wrong joins, collective order: exit 0 none, 1 findings, 2 bad input,
+    3 not checked (no memory access could be known)."""
+    from . import commands
+    from .renderers import render
 
-    try:
-        report = check_races(load_run(paths))
-    except BadInput as e:
-        bad_input(e)
+    report = with_progress(commands.races, paths, comm_pattern or [])
+    render(report, "json" if json else "console")
     if json:
-        from .renderers.json import dumps
-
-        typer.echo(dumps({"findings": [f.to_dict() for f in report.findings]}))
-        for note in report.notes:  # what could not be checked, kept out of the JSON contract
-            typer.echo(f"overlapscope: note: {note}", err=True)
-    else:
-        from .renderers.races_console import print_races
-
-        print_races(report)
-    raise typer.Exit(1 if report.findings else 0)
+        warn([f"not checked: {note}" for note in report.notes])
+    verdict = getattr(report, "verdict", "races" if report.findings else "none")
+    raise typer.Exit({"races": EXIT_FINDINGS, "none": 0, "not checked": EXIT_NOT_CHECKED}[verdict])
 
 
 cache_app = typer.Typer(help="The columnar cache of read trace files: show or clear it.", no_args_is_help=True)
@@ -306,7 +248,7 @@ def cache_show(cache_dir: CacheDirOpt = None) -> None:
     """Where the cache is, how many entries it holds and how much space they take."""
     from .cache import cache_available, cache_stats, default_dir
 
-    stats = cache_stats(cache_dir or default_dir())
+    stats = call(cache_stats, cache_dir or default_dir())
     typer.echo(f"{stats.directory}: {stats.entries} entries, {stats.bytes / 2**20:,.1f} MiB "
                f"({stats.stale} stale from other versions, {stats.incomplete} incomplete writes)")
     if not cache_available():
@@ -318,7 +260,7 @@ def cache_clear(cache_dir: CacheDirOpt = None) -> None:
     """Delete every entry of the cache (nothing else in its directory)."""
     from .cache import clear_cache, default_dir
 
-    removed = clear_cache(cache_dir or default_dir())
+    removed = call(clear_cache, cache_dir or default_dir())
     typer.echo(f"{removed.directory}: removed {removed.entries + removed.stale + removed.incomplete} entries, "
                f"{removed.bytes / 2**20:,.1f} MiB")
 

@@ -6,7 +6,6 @@ communication (overlap 0/0, not applicable) is a failed check with a message say
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from .config import Floor, GateSettings
@@ -14,6 +13,7 @@ from .errors import BadInput
 from .overlap import Analysis, RankRow, ScopeRow, analyze
 from .races.findings import Finding
 from .trace.model import Trace
+from .trace.names import compile_regex
 
 
 @dataclass(frozen=True)
@@ -40,27 +40,30 @@ class GateResult:
         return [c for c in self.checks if not c.passed]
 
 
-def gate_settings(configured: GateSettings, min_overlap: float | None = None, region: str | None = None,
-                  max_races: int | None = None) -> GateSettings:
-    """Flags win over the configuration: --min-overlap replaces the configured floors, --max-races
-    the configured race limit."""
-    if region is not None and min_overlap is None:
-        raise BadInput("--region", "needs --min-overlap (the floor for that region)")
+def gate_settings(configured: GateSettings, min_overlap: float | None = None, regions: list[str] | None = None,
+                  max_races: int | None = None, allow_unchecked: bool = False) -> GateSettings:
+    """Given thresholds win over the configuration: min_overlap replaces the configured floors (one
+    floor per region, each gated; the whole trace when no region is given), max_races the configured
+    race limit."""
+    regions = list(regions or [])
+    if regions and min_overlap is None:
+        raise BadInput("regions", "a region needs an overlap floor to be checked against (min_overlap)")
     if min_overlap is not None and not 0 <= min_overlap <= 100:
-        raise BadInput("--min-overlap", f"must be a percentage from 0 to 100, not {min_overlap:g}")
+        raise BadInput("min_overlap", f"must be a percentage from 0 to 100, not {min_overlap:g}")
     if max_races is not None and max_races < 0:
-        raise BadInput("--max-races", f"must be 0 or more, not {max_races}")
-    floors = [Floor(region=region, min_overlap=min_overlap)] if min_overlap is not None else list(configured.floors)
-    settings = GateSettings(floors=floors, max_races=configured.max_races if max_races is None else max_races)
+        raise BadInput("max_races", f"must be 0 or more, not {max_races}")
+    if min_overlap is not None:
+        floors = [Floor(region=r, min_overlap=min_overlap) for r in regions or [None]]
+    else:
+        floors = list(configured.floors)
+    settings = GateSettings(floors=floors, max_races=configured.max_races if max_races is None else max_races,
+                            allow_unchecked=allow_unchecked or configured.allow_unchecked)
     if settings.is_empty():
         raise BadInput("gate", "nothing to check: give --min-overlap and/or --max-races, or a "
                                "[tool.overlapscope.gate] table (docs/gate.md)")
     for floor in settings.floors:
         if floor.region is not None:
-            try:
-                re.compile(floor.region)
-            except re.error as e:
-                raise BadInput("gate", f"invalid region regular expression {floor.region!r}: {e}") from None
+            compile_regex(floor.region, "regions")
     return settings
 
 

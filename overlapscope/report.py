@@ -83,6 +83,7 @@ class Report:
     facts: list[tuple[str, str]]
     trend: Trend | None = None
     decimation: list[str] = field(default_factory=list)
+    path: Path | None = None  # where the page was written
 
 
 def build_report(trace: Trace, regions: list[str] | tuple[str, ...] = (), races: RaceReport | None = None,

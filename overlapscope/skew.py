@@ -47,18 +47,6 @@ class Skew:
     waiting: pd.DataFrame  # one row per waiting kernel, _WAITING_COLUMNS
     excluding_wait: Analysis | None = field(default=None)  # the overlap table with that waiting trimmed
 
-    def summary(self, most: int = 10) -> list[str]:
-        """A few lines for the terminal: the counts and the longest waits."""
-        lines = [f"skew: {self.matched} collectives matched across ranks ({self.unmatched} on one rank only, "
-                 f"{self.inconsistent} inconsistent); {len(self.waiting)} kernels waited more than "
-                 f"{self.threshold_ns / 1e3:g} µs for a late peer"]
-        for row in self.waiting.head(most).itertuples():
-            lines.append(f"  rank {row.rank}: {row.collective} #{row.seq} (process group {row.process_group or '-'}) "
-                         f"waited {_duration(row.wait)} of {_duration(row.end - row.start)} for rank {row.late_rank}")
-        if len(self.waiting) > most:
-            lines.append(f"  ... and {len(self.waiting) - most} more (--json lists them all)")
-        return lines
-
     def to_dict(self) -> dict[str, Any]:
         rows = self.waiting.rename(columns={"start": "start_ns", "end": "end_ns", "wait": "wait_ns",
                                             "late_start": "late_start_ns"})
@@ -71,10 +59,6 @@ class Skew:
                         zip(*(rows[c].tolist() for c in rows.columns))],
             "excluding_wait": None if self.excluding_wait is None else self.excluding_wait.to_dict(),
         }
-
-
-def _duration(ns: int) -> str:
-    return f"{ns / 1e6:,.2f} ms" if ns >= 1_000_000 else f"{ns / 1e3:,.1f} µs"
 
 
 def skew_of(trace: Trace, regions: list[str] | tuple[str, ...] = (),

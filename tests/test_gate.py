@@ -80,9 +80,9 @@ def test_max_races_runs_the_race_checker(runs):
 @pytest.mark.parametrize("args, message", [
     (["MISSING", "--min-overlap", "50"], "MISSING: no such file or directory"),
     (["RUN"], "nothing to check"),
-    (["RUN", "--region", "tbo"], "--region: needs --min-overlap"),
+    (["RUN", "--region", "tbo"], "--region: a region needs an overlap floor"),
     (["RUN", "--min-overlap", "150"], "--min-overlap: must be a percentage from 0 to 100"),
-    (["RUN", "--min-overlap", "50", "--region", "("], "invalid region regular expression"),
+    (["RUN", "--min-overlap", "50", "--region", "("], "--region: invalid regular expression"),
     (["RUN", "--config", "missing.toml"], "missing.toml: no such configuration file"),
     (["RUN", "--min-overlap", "50", "--junit", "no/such/dir/j.xml"], "cannot write"),
 ])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ..overlap import Analysis, ScopeRow
-from .format import console_text, duration, pct
+from .format import console_text, duration, pct, plain
 from .format import duration as fmt_ns  # noqa: F401  TODO(lead): races_console moves to format
 
 
@@ -44,3 +45,51 @@ def _scope_table(title: str, label: str, rows: list[ScopeRow]) -> Table:
         table.add_row(str(r.rank), console_text(r.region), str(r.ranges), duration(r.comm_ns), duration(r.overlap_ns),
                       shown, duration(r.exposed_comm_ns))
     return table
+
+
+def print_run_analysis(run: Any, console: Console | None = None) -> None:
+    """`analyze`: the overlap tables, then the stragglers and the overlap without their waiting."""
+    console = console or make_console()
+    print_analysis(run.analysis, console)
+    if run.skew is None:
+        return
+    for line in skew_lines(run.skew):
+        console.print(line, markup=False, highlight=False)
+    if len(run.skew.waiting):
+        console.print("Overlap with that waiting excluded:")
+        print_analysis(run.skew.excluding_wait, console)
+
+
+def skew_lines(skew: Any, most: int = 10) -> list[str]:
+    """A few lines for the terminal: the counts and the longest waits."""
+    lines = [f"skew: {skew.matched} collectives matched across ranks ({skew.unmatched} on one rank only, "
+             f"{skew.inconsistent} inconsistent); {len(skew.waiting)} kernels waited more than "
+             f"{skew.threshold_ns / 1e3:g} µs for a late peer"]
+    for row in skew.waiting.head(most).itertuples():
+        lines.append(f"  rank {row.rank}: {plain(row.collective)} #{row.seq} (process group "
+                     f"{plain(row.process_group) or '-'}) waited {duration(row.wait)} of "
+                     f"{duration(row.end - row.start)} for rank {row.late_rank}")
+    if len(skew.waiting) > most:
+        lines.append(f"  ... and {len(skew.waiting) - most} more (--json lists them all)")
+    return lines
+
+
+def print_run(result: Any, console: Console | None = None) -> None:
+    """`run`: what ran, then the overlap of the model's region."""
+    console = console or make_console()
+    m = result.outcome.manifest
+    times = [t for rank in m["step_times_ms"] for t in rank]
+    checks = [c for rank in m["numerics"] for c in rank]
+    failed = sum(not c["ok"] for c in checks)
+    for line in (f"{m['model']} / {m['variant']}: {m['world_size']} ranks on {m['gpu_name'] or m['device']}, "
+                 f"{len(m['step_times_ms'][0])} profiled steps, profiler {m['profiler']}",
+                 f"step time mean {sum(times) / len(times):.3f} ms; numerics failed in {failed} of {len(checks)} "
+                 f"rank-steps (baseline: {m['baseline']})",
+                 f"wrote {result.outcome.out_dir} (overlap region: {m['overlap_region']})"):
+        console.print(plain(line), markup=False, highlight=False)
+    if result.analysis is not None:
+        print_analysis(result.analysis, console)
+
+
+def print_report_written(report: Any, console: Console | None = None) -> None:
+    (console or make_console()).print(f"report written to {console_text(report.path)}")

@@ -51,3 +51,16 @@ def trend_markdown(trend: Trend, for_html: bool = True) -> str:
             previous = pooled if pooled is not None else previous
         lines.append("")
     return "\n".join(lines)
+
+
+def print_gate(result: GateResult) -> None:
+    """The gate in a CI log: plain Markdown, not a rich table (CI logs are no terminals, and lines
+    there must not wrap)."""
+    print(gate_markdown(result, for_html=False), end="")
+
+
+def print_trend(trend: Trend) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(trend_markdown(trend, for_html=False)))

@@ -1,0 +1,156 @@
+"""One public function per command of the command line, with the command's name: what
+`overlapscope NAME ...` computes, callable from Python with the same arguments.
+
+Each reads the project configuration where the command does, loads the run through the one
+pipeline (pipeline.py) and returns a result whose `to_dict()` is the command's JSON. None prints;
+cli.py parses options, calls one of these, and hands the result to a renderer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import BadInput
+
+if TYPE_CHECKING:
+    from .diff import Diff
+    from .gate import GateResult
+    from .history import Trend
+    from .pipeline import RunAnalysis
+    from .races.findings import RaceReport
+    from .report import Report
+    from .trace.load import ProgressFn
+    from .trace.model import Trace
+
+Paths = Sequence[str | os.PathLike[str]]
+
+
+def _patterns(comm_patterns: Sequence[str], config: Path | None = None) -> list[str]:
+    """The configured communication patterns, then the ones given."""
+    from .config import load_config
+
+    return [*load_config(config).comm_patterns, *comm_patterns]
+
+
+def load_run(paths: Paths, comm_patterns: Sequence[str] = (), config: Path | None = None,
+             on_progress: ProgressFn | None = None) -> Trace:
+    """A run, with the project's configured communication patterns."""
+    from .pipeline import load
+
+    return load(paths, _patterns(comm_patterns, config), on_progress)
+
+
+def analyze(paths: Paths, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (), *,
+            jobs: int | None = None, executor: str = "local", scheduler: str | None = None,
+            use_cache: bool = True, cache_dir: Path | None = None, memory_budget: str | None = None,
+            skew: bool = False, on_progress: ProgressFn | None = None) -> RunAnalysis:
+    """Overlap per rank, region and profiler step (and, with skew, the stragglers)."""
+    from .pipeline import ScaleOptions, analyze_run, parse_size
+
+    options = ScaleOptions(jobs=jobs, executor=executor, scheduler=scheduler, skew=skew, use_cache=use_cache,
+                           cache_dir=cache_dir,
+                           memory_budget=None if memory_budget is None else parse_size(memory_budget))
+    return analyze_run(paths, regions, _patterns(comm_patterns), options, on_progress)
+
+
+def races(paths: Paths, comm_patterns: Sequence[str] = (), on_progress: ProgressFn | None = None) -> RaceReport:
+    """Every race the run's traces show, and what could not be checked."""
+    from .races import check_races
+
+    return check_races(load_run(paths, comm_patterns, on_progress=on_progress))
+
+
+def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (),
+           db: Path | None = None, on_progress: ProgressFn | None = None) -> Report:
+    """Write the HTML report of a run to `output` (never onto one of the run's own files)."""
+    from .history import read_trend
+    from .renderers.html import write_html
+    from .report import build_report
+
+    _refuse_to_overwrite_inputs(output, paths)
+    if not output.parent.is_dir():
+        raise BadInput(output, "its directory does not exist")
+    trend = read_trend(db) if db is not None else None
+    page = build_report(load_run(paths, comm_patterns, on_progress=on_progress), regions, trend=trend)
+    try:
+        write_html(page, output)
+    except OSError as e:
+        raise BadInput(output, f"cannot write: {e.strerror}") from None
+    return dataclasses.replace(page, path=output)
+
+
+def gate(paths: Paths, min_overlap: float | None = None, regions: Sequence[str] = (), max_races: int | None = None,
+         config: Path | None = None, comm_patterns: Sequence[str] = (), allow_unchecked: bool = False,
+         db: Path | None = None, on_progress: ProgressFn | None = None) -> GateResult:
+    """Every threshold of the flags (or the configuration) checked on every rank."""
+    from .config import load_config
+    from .gate import evaluate_gate, gate_settings
+
+    settings = gate_settings(load_config(config).gate, min_overlap, list(regions), max_races, allow_unchecked)
+    trace = load_run(paths, comm_patterns, config, on_progress)
+    result = evaluate_gate(trace, settings)
+    if db is not None:
+        from .history import record_run
+
+        record_run(db, trace, result.analysis, command="gate", gate=result)
+    return result
+
+
+def diff(before: Path, after: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = ()) -> Diff:
+    """Before/after: overlap and exposed comm per rank and scope, new and gone race findings."""
+    from .diff import diff_runs
+
+    return diff_runs(load_run([before], comm_patterns), load_run([after], comm_patterns), regions)
+
+
+def history(db: Path, last: int = 20) -> Trend:
+    """The overlap trend per scope over the recorded runs."""
+    from .history import read_trend
+
+    return read_trend(db, last=last)
+
+
+@dataclass
+class RunResult:
+    """`overlapscope run`: what ran, and the overlap of the model's region in its traces."""
+
+    outcome: Any  # capture.RunOutcome
+    analysis: Any  # overlap.Analysis, or None when nothing was profiled
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out_dir": str(self.outcome.out_dir), "manifest": self.outcome.manifest,
+                "analysis": None if self.analysis is None else self.analysis.to_dict()}
+
+
+def run(request: Any) -> RunResult:
+    """Run a workload on local ranks under a profiler (capture.RunRequest), then analyse its traces."""
+    from .capture import run_model
+    from .overlap import analyze as analyze_trace
+
+    outcome = run_model(request)
+    if request.profiler == "none":
+        return RunResult(outcome, None)
+    region = outcome.manifest.get("overlap_region")
+    return RunResult(outcome, analyze_trace(load_run([outcome.out_dir]), [region] if region else []))
+
+
+def _refuse_to_overwrite_inputs(output: Path, paths: Paths) -> None:
+    """An output that is one of the run's own files (a trace, its run.json, an Execution Trace)
+    would destroy the input: refuse before reading anything."""
+    from .trace.load import run_files
+
+    target = output.resolve()
+    given = [Path(p).resolve() for p in paths]
+    if target in given:
+        raise BadInput(output, "is an input of this run: refusing to overwrite it (write the output elsewhere)")
+    if not target.exists() or target.parent not in given:
+        return
+    files = run_files(paths)
+    inputs = [f.path for f in files.traces] + [f.path for f in files.manifests + files.execution_traces]
+    if target in {Path(f).resolve() for f in inputs}:
+        raise BadInput(output, "is an input of this run: refusing to overwrite it (write the output elsewhere)")

@@ -1,4 +1,4 @@
-"""`overlapscope races PATH... [--json]`: exit 0 none, 1 findings, 2 bad input."""
+"""`overlapscope races PATH... [--json]`: exit 0 none, 1 findings, 2 bad input, 3 not checked."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def test_findings_exit_1_with_the_design_json(tmp_path):
     result = runner.invoke(app, ["races", str(path), "--json"])
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
-    assert list(doc) == ["findings"]
+    assert list(doc) == ["verdict", "reason", "findings", "groups", "checked", "notes"]
+    assert doc["verdict"] == "races"
     [f] = doc["findings"]
+    assert f["group"] == doc["groups"][0]["id"] == 1
     assert set(f) >= {"rule", "kind", "rank", "buffer", "first", "second", "hint"}
     assert set(f["first"]) == {"name", "stream", "start_ns", "end_ns", "region"}
     assert (f["rule"], f["kind"], f["first"]["stream"], f["second"]["region"]) == ("cross-stream", "manifest", 7,
@@ -43,13 +45,29 @@ def test_no_findings_with_unchecked_pairs_says_so(tmp_path):
     assert "No race found, but 1 conflicting access pair(s) could not be checked" in result.stdout
 
 
+def test_nothing_known_exit_3_not_checked(tmp_path):
+    """Kernels on two streams, no Execution Trace, no marks: nothing could race-check: exit 3, and
+    the JSON says so and why (issue 11, item 5)."""
+    from test_races_verdicts import two_streams_no_accesses
+
+    path = write(two_streams_no_accesses(), tmp_path)
+    result = runner.invoke(app, ["races", str(path), "--json"])
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["verdict"], doc["findings"]) == ("not checked", [])
+    assert doc["checked"][0]["accesses_known"] == 0 and "Execution Trace" in doc["reason"]
+    console = runner.invoke(app, ["races", str(path)], env={"COLUMNS": "200"})
+    assert console.exit_code == 3
+    assert "Not checked" in console.stdout and "No race found" not in console.stdout
+
+
 def test_console_shows_the_fix(tmp_path):
     path = write(staging_then_rdma(8000, (3000, 5000), None), tmp_path)
     result = runner.invoke(app, ["races", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 1
     assert "host/NIC access not ordered with the GPU" in result.stdout
     assert "torch.cuda.current_stream().synchronize()" in result.stdout
-    assert "1 finding(s): 1 manifest" in result.stdout
+    assert "1 finding(s) in 1 group(s): 1 manifest" in result.stdout
 
 
 def test_bad_input_exit_2_one_line(tmp_path):

@@ -9,19 +9,19 @@ from ..trace.links import launch_points
 from ..trace.et import ExecutionTrace, read_execution_trace
 from ..trace.model import Trace
 from .accesses import collect_accesses
-from .conflicts import Accessors, accessors, unordered_conflicts
-from .findings import Access, Finding, RaceReport
+from .conflicts import Accessors, accessors, conflicting_pairs, happens_before_pairs
+from .findings import Access, Finding, RaceReport, RankCoverage, buffer_family
 from .hb import HappensBefore, happens_before
 from .rules import Joins, Pair, Side, classify, collective_order
 from .places import op_places, range_places, region_label
 
 
 def check_races(trace: Trace) -> RaceReport:
-    """Every race the run's traces show, and why some checks could not be made. Pure: reads
-    the Execution Trace files `trace.execution_traces` names, prints nothing."""
+    """Every race the run's traces show, what each rank let it check, and why some checks could
+    not be made. Pure: reads the Execution Trace files `trace.execution_traces` names, prints nothing."""
     findings: list[Finding] = []
     notes: list[str] = []
-    unchecked = 0
+    coverage: list[RankCoverage] = []
     collectives = []
     for info in trace.ranks:
         rank = info.rank
@@ -32,17 +32,27 @@ def check_races(trace: Trace) -> RaceReport:
         acc = collect_accesses(rt, launch, et)
         notes += [f"rank {rank}: {n}" for n in hb.notes + acc.notes]
         regions, steps = op_places(rt, launch)
+        checked = left_out = 0
         if len(acc.table):
-            found, left_out = _memory_races(rank, rt, hb, acc.table, regions, steps, notes)
+            found, checked, left_out = _memory_races(rank, rt, hb, acc.table, regions, steps, notes)
             findings += found
-            unchecked += left_out
+            reason = (f"{left_out} conflicting access pair(s) not checked: a wait or synchronize between them could "
+                      "not be resolved, so their order is unknown" if left_out else "")
         elif len(rt.gpu_ops):
             notes.append(f"rank {rank}: no memory accesses are known (neither an Execution Trace nor access marks "
                          "give any): only the collective order was checked")
-        collectives.append(_collectives(rank, rt, regions, steps, notes))
+            reason = ("no memory accesses are known: no PyTorch Execution Trace and no overlapscope.instrument "
+                      "access marks on this rank")
+        else:
+            reason = "no GPU work in the trace, and no memory accesses are known"
+        colls = _collectives(rank, rt, regions, steps, notes)
+        collectives.append(colls)
+        coverage.append(RankCoverage(rank=rank, accesses_known=len(acc.table), pairs_checked=checked,
+                                     pairs_unchecked=left_out, collectives=len(colls), reason=reason))
     findings += collective_order(pd.concat(collectives, ignore_index=True) if collectives else pd.DataFrame())
     findings.sort(key=lambda f: (f.rank, f.second.start_ns, f.rule))
-    return RaceReport(findings=findings, notes=notes, unchecked_pairs=unchecked)
+    return RaceReport(findings=findings, notes=notes, unchecked_pairs=sum(c.pairs_unchecked for c in coverage),
+                      coverage=coverage)
 
 
 def _execution_trace(trace: Trace, rank: int) -> ExecutionTrace | None:
@@ -51,11 +61,17 @@ def _execution_trace(trace: Trace, rank: int) -> ExecutionTrace | None:
 
 
 def _memory_races(rank: int, rt: Trace, hb: HappensBefore, table: pd.DataFrame, regions: np.ndarray,
-                  steps: np.ndarray, notes: list[str]) -> tuple[list[Finding], int]:
-    """The rank's findings, and how many unordered pairs were left out as unknown."""
+                  steps: np.ndarray, notes: list[str]) -> tuple[list[Finding], int, int]:
+    """The rank's findings, how many conflicting pairs had their order decided, and how many
+    unordered pairs were left out as unknown."""
     left_out = 0
     who = accessors(table, hb, rt.ranges)
-    pairs = unordered_conflicts(table, who, hb)
+    pairs = conflicting_pairs(table, who)
+    candidates = len(pairs)
+    if candidates:
+        a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+        pairs = pairs[~happens_before_pairs(who, hb, a, b) & ~happens_before_pairs(who, hb, b, a)]
+        pairs = pairs.reset_index(drop=True)
     if len(pairs):
         # a wait or sync we could not resolve lies between the two: their order is unknown, not absent
         a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
@@ -65,8 +81,9 @@ def _memory_races(rank: int, rt: Trace, hb: HappensBefore, table: pd.DataFrame, 
             notes.append(f"rank {rank}: {int(unknown.sum())} unordered access pair(s) not reported: a wait or "
                          "synchronize between them could not be resolved, so their order is unknown")
             pairs = pairs[~unknown].reset_index(drop=True)
+    checked = candidates - left_out
     if not len(pairs):
-        return [], left_out
+        return [], checked, left_out
     info = _describe_accesses(rt, table, who, regions, steps)
     a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
     # One finding per (what, stream) pair per step, "what" being a GPU op's region (a label
@@ -77,24 +94,31 @@ def _memory_races(rank: int, rt: Trace, hb: HappensBefore, table: pd.DataFrame, 
     groups = pd.DataFrame({
         "what_a": what[a], "stream_a": info["stream"][a], "what_b": what[b], "stream_b": info["stream"][b],
         "step": info["step"][b], "i": np.arange(a.size),
-        "manifest": (info["start"][a] < info["end"][b]) & (info["start"][b] < info["end"][a]),
+        # 2: overlapped, 1: inverted (b, issued second, ended before a started), both manifest;
+        # 0: latent (a ended before b started). The pair shown for a group is the worst one.
+        "manifest": np.where((info["start"][a] < info["end"][b]) & (info["start"][b] < info["end"][a]), 2,
+                             np.where(info["end"][b] <= info["start"][a], 1, 0)),
         "mark": (info["source"][a] == "mark") & (info["source"][b] == "mark"),
         "buffer": [x if x == y else f"{x} / {y}" for x, y in zip(info["buffer"][a], info["buffer"][b])],
     })
     key = ["what_a", "stream_a", "what_b", "stream_b", "step"]
     best = groups.sort_values(["manifest", "mark"], ascending=False, kind="stable").drop_duplicates(key)
-    named = groups[groups["mark"]].groupby(key, sort=False)["buffer"].agg(_buffers)
-    stored = groups[~groups["mark"]].groupby(key, sort=False)["buffer"].agg(_buffers)
+    named = groups[groups["mark"]].groupby(key, sort=False)["buffer"].agg([_buffers, _family])
+    stored = groups[~groups["mark"]].groupby(key, sort=False)["buffer"].agg([_buffers, _family])
     joins = Joins.of(hb.waits, [c[2] for c in hb.components])
     out = []
     for row in best.sort_values("i").itertuples(index=False):
         k = tuple(getattr(row, c) for c in key)
-        label = named.get(k) if k in named.index else stored.get(k)
-        pair = Pair(rank, _side(info, int(a[row.i])), _side(info, int(b[row.i])), buffers=label)
+        label, family = (named if k in named.index else stored).loc[k, ["_buffers", "_family"]]
+        pair = Pair(rank, _side(info, int(a[row.i])), _side(info, int(b[row.i])), buffers=label, family=family)
         finding = classify(pair, joins)
         if finding is not None:
             out.append(finding)
-    return out, left_out
+    return out, checked, left_out
+
+
+def _family(names: pd.Series) -> str:
+    return buffer_family(n for name in set(names) for n in name.split(" / "))
 
 
 def _buffers(names: pd.Series, limit: int = 3) -> str:

@@ -87,6 +87,18 @@ def happens_before_pairs(who: Accessors, hb: HappensBefore, a: np.ndarray, b: np
 def unordered_conflicts(table: pd.DataFrame, who: Accessors, hb: HappensBefore) -> pd.DataFrame:
     """Columns a, b: access rows with overlapping memory, at least one a write, neither ordered
     before the other; a comes first in launch order."""
+    pairs = conflicting_pairs(table, who)
+    if not len(pairs):
+        return pairs
+    a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    unordered = ~happens_before_pairs(who, hb, a, b) & ~happens_before_pairs(who, hb, b, a)
+    return pairs[unordered].reset_index(drop=True)
+
+
+def conflicting_pairs(table: pd.DataFrame, who: Accessors) -> pd.DataFrame:
+    """Columns a, b: the pairs whose order the checker decides: access rows with overlapping memory,
+    at least one a write, by different agents, b with each other agent's latest earlier
+    conflicting access (a first in launch order). Ordered or not."""
     empty = pd.DataFrame({"a": np.empty(0, np.int64), "b": np.empty(0, np.int64)})
     lo, hi = table["lo"].to_numpy(np.int64), table["hi"].to_numpy(np.int64)
     space = table["space"].to_numpy(np.int64)
@@ -116,10 +128,7 @@ def unordered_conflicts(table: pd.DataFrame, who: Accessors, hb: HappensBefore) 
     if not pairs_a:
         return empty
     pairs = pd.DataFrame({"a": np.concatenate(pairs_a), "b": np.concatenate(pairs_b)})
-    pairs = pairs.drop_duplicates(ignore_index=True)
-    a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
-    unordered = ~happens_before_pairs(who, hb, a, b) & ~happens_before_pairs(who, hb, b, a)
-    return pairs[unordered].reset_index(drop=True)
+    return pairs.drop_duplicates(ignore_index=True)
 
 
 def _prior(marked: np.ndarray) -> np.ndarray:

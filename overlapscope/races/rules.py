@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .findings import Access, Finding
+from .findings import DIVERGED, IN_ORDER, INVERTED, Access, Finding, kind_of, timing
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,18 @@ class Pair:
     first: Side
     second: Side
     buffers: str | None = None  # every buffer the pair's group touches, when several pairs were merged
+    family: str = ""  # buffer_family of those buffers
+
+    @property
+    def timing(self) -> str:
+        """"overlapped", "inverted" (the second ran entirely before the first, which was issued
+        first) or "in order" (see findings.timing)."""
+        return timing(self.first.access, self.second.access)
 
     @property
     def manifest(self) -> bool:
-        """Whether the two actually ran at the same time in the trace."""
-        a, b = self.first.access, self.second.access
-        return a.start_ns < b.end_ns and b.start_ns < a.end_ns
+        """Whether the race bit in the trace: the two overlapped in time, or ran against issue order."""
+        return kind_of(self.timing) == "manifest"
 
     @property
     def buffer(self) -> str:
@@ -59,9 +65,24 @@ def _what(side: Side) -> str:
     return side.access.name if side.host else side.access.region or side.access.name
 
 
+def _what_happened(pair: Pair) -> str:
+    """The sentence a hint ends with: how the two ran in this trace, and so whether the race bit."""
+    a, b = _what(pair.first), _what(pair.second)
+    t = pair.timing
+    if t == INVERTED:
+        return (f". In this trace `{b}` ran entirely before `{a}`, although it was issued after it: it saw {pair.buffer} "
+                f"before `{a}` touched it (manifest: the race bit).")
+    if t == IN_ORDER:
+        return (f". In this trace `{a}` finished before `{b}` started, in issue order: correct by timing luck only "
+                "(latent).")
+    return f". In this trace `{a}` and `{b}` overlapped in time (manifest: the race bit)."
+
+
 def _finding(rule: str, pair: Pair, hint: str) -> Finding:
-    return Finding(rule=rule, kind="manifest" if pair.manifest else "latent", rank=pair.rank, buffer=pair.buffer,
-                   first=pair.first.access, second=pair.second.access, hint=hint, step=pair.second.step)
+    t = pair.timing
+    return Finding(rule=rule, kind=kind_of(t), rank=pair.rank, buffer=pair.buffer, first=pair.first.access,
+                   second=pair.second.access, hint=hint + _what_happened(pair), step=pair.second.step, timing=t,
+                   family=pair.family)
 
 
 def host_consumer(pair: Pair) -> Finding | None:
@@ -203,8 +224,9 @@ def collective_order(colls: pd.DataFrame) -> list[Finding]:
                     f"issues {_describe(y)}: every rank must issue the collectives of a communicator in the same "
                     f"order. Keep a collective moved onto a side stream (or issued per micro-batch) in one fixed "
                     f"position on every rank, and join its stream before the next collective is issued")
-            out.append(Finding(rule="collective-order", kind="manifest", rank=r, buffer=f"process group {pg}",
-                               first=first, second=second, hint=hint, step=str(y["step"])))
+            out.append(Finding(rule="collective-order", kind=kind_of(DIVERGED), rank=r, buffer=f"process group {pg}",
+                               first=first, second=second, hint=hint, step=str(y["step"]), timing=DIVERGED,
+                               family=f"process group {pg}"))
     return out
 
 

@@ -49,6 +49,7 @@ RegionOpt = Annotated[Optional[list[str]], typer.Option("--region", help="Regex 
 CommPatternOpt = Annotated[Optional[list[str]], typer.Option("--comm-pattern", help="Extra regex naming communication kernels; repeatable.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DbOpt = Annotated[Optional[Path], typer.Option("--db", help="SQLite history database: record this run and its numbers (created if missing).")]
+RankOpt = Annotated[Optional[list[str]], typer.Option("--rank", help="FILE=N: the rank of a trace file whose rank cannot be told from it; repeatable.")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache directory (default: $OVERLAPSCOPE_CACHE or ~/.cache/overlapscope).")]
 
 # the library names its parameters; the command line names the flags users typed
@@ -56,7 +57,7 @@ FLAGS = {"region": "--region", "comm_patterns": "--comm-pattern", "jobs": "--job
          "scheduler": "--scheduler", "memory_budget": "--memory-budget", "min_overlap": "--min-overlap",
          "max_races": "--max-races", "regions": "--region", "model": "MODEL", "variant": "--variant",
          "world_size": "--world-size", "profiler": "--profiler", "device": "--device", "overrides": "--set",
-         "last": "--last"}
+         "last": "--last", "ranks": "--rank"}
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -84,11 +85,12 @@ def with_progress(fn: Callable[..., T], paths: list[Path], *args: Any, **kwargs:
         return call(fn, paths, *args, on_progress=on_progress, **kwargs)
 
 
-def warn(lines: list[str]) -> None:
+def warn(lines: list[str] | tuple[str, ...], what: str = "warning") -> None:
+    """Lines on stderr, out of the way of --json on stdout."""
     from .renderers.format import plain
 
     for line in lines:
-        typer.echo(f"overlapscope: warning: {plain(line)}", err=True)
+        typer.echo(f"overlapscope: {what}: {plain(line)}", err=True)
 
 
 @app.command()
@@ -105,6 +107,7 @@ def analyze(
     cache_dir: CacheDirOpt = None,
     memory_budget: Annotated[Optional[str], typer.Option(envvar="OVERLAPSCOPE_MEMORY_BUDGET", help="Memory for reading on this machine, e.g. 1G: bounds the JSON text decoded per step.", show_default=False)] = None,
     skew: Annotated[bool, typer.Option("--skew", help="Match collectives across ranks: report kernels that waited for a late peer, and overlap without that waiting.")] = False,
+    rank: RankOpt = None,
 ) -> None:
     """How much communication is hidden under compute: per rank, region and profiler step."""
     from . import commands
@@ -112,7 +115,8 @@ def analyze(
 
     run = with_progress(commands.analyze, paths, region or [], comm_pattern or [], jobs=jobs, executor=executor,
                         scheduler=scheduler, use_cache=not no_cache, cache_dir=cache_dir,
-                        memory_budget=memory_budget, skew=skew)
+                        memory_budget=memory_budget, skew=skew, ranks=rank or [])
+    warn(run.facts.notes, "note")
     render(run, "json" if json else "console")
     if problem := run.analysis.nothing_measured():
         fail(f"{', '.join(map(str, paths))}: {problem}")
@@ -154,12 +158,13 @@ def report(
     region: RegionOpt = None,
     comm_pattern: CommPatternOpt = None,
     db: Annotated[Optional[Path], typer.Option("--db", help="History database to draw the trend from (read only).")] = None,
+    rank: RankOpt = None,
 ) -> None:
     """One self-contained HTML page (works offline): summary, timelines, profiler steps, races, run facts."""
     from . import commands
     from .renderers import render
 
-    page = with_progress(commands.report, paths, output, region or [], comm_pattern or [], db=db)
+    page = with_progress(commands.report, paths, output, region or [], comm_pattern or [], db=db, ranks=rank or [])
     if problem := page.analysis.nothing_measured():
         warn([problem])
     render(page)
@@ -177,6 +182,7 @@ def gate(
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY).")] = None,
     comm_pattern: CommPatternOpt = None,
     db: DbOpt = None,
+    rank: RankOpt = None,
 ) -> None:
     """Check overlap floors and race limits on every rank: exit 0 pass, 1 fail, 2 bad input."""
     from . import commands
@@ -185,7 +191,7 @@ def gate(
     from .renderers.markdown import gate_markdown
 
     result = with_progress(commands.gate, paths, min_overlap, region or [], max_races, config, comm_pattern or [],
-                           allow_unchecked=allow_unchecked, db=db)
+                           allow_unchecked=allow_unchecked, db=db, ranks=rank or [])
     for path, write in ((junit, gate_junit), (markdown, gate_markdown)):
         if path is not None:
             try:
@@ -225,13 +231,13 @@ def history(
 
 
 @app.command()
-def races(paths: PathsArg, comm_pattern: CommPatternOpt = None, json: JsonOpt = False) -> None:
+def races(paths: PathsArg, comm_pattern: CommPatternOpt = None, json: JsonOpt = False, rank: RankOpt = None) -> None:
     """Stream races, host/NIC races, wrong joins, collective order: exit 0 none, 1 findings, 2 bad input,
     3 not checked (no memory access could be known)."""
     from . import commands
     from .renderers import render
 
-    report = with_progress(commands.races, paths, comm_pattern or [])
+    report = with_progress(commands.races, paths, comm_pattern or [], ranks=rank or [])
     render(report, "json" if json else "console")
     if json:
         warn([f"not checked: {note}" for note in report.notes])

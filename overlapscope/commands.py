@@ -37,36 +37,48 @@ def _patterns(comm_patterns: Sequence[str], config: Path | None = None) -> list[
     return [*load_config(config).comm_patterns, *comm_patterns]
 
 
-def load_run(paths: Paths, comm_patterns: Sequence[str] = (), config: Path | None = None,
-             on_progress: ProgressFn | None = None) -> Trace:
-    """A run, with the project's configured communication patterns."""
-    from .pipeline import load
+def parse_ranks(items: Sequence[str]) -> tuple[tuple[str, int], ...]:
+    """FILE=N items (the user's ranks for files whose rank cannot be told) as (FILE, N) pairs."""
+    out = []
+    for item in items:
+        name, sep, number = item.rpartition("=")
+        if not sep or not name or not number.strip().isdigit():
+            raise BadInput("ranks", f"expected FILE=N (a rank number), not {item!r}")
+        out.append((name, int(number)))
+    return tuple(out)
 
-    return load(paths, _patterns(comm_patterns, config), on_progress)
+
+def load_run(paths: Paths, comm_patterns: Sequence[str] = (), config: Path | None = None,
+             on_progress: ProgressFn | None = None, ranks: Sequence[str] = ()) -> Trace:
+    """A run, with the project's configured communication patterns."""
+    from .pipeline import ScaleOptions, load
+
+    return load(paths, _patterns(comm_patterns, config), on_progress, ScaleOptions(jobs=1, ranks=parse_ranks(ranks)))
 
 
 def analyze(paths: Paths, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (), *,
             jobs: int | None = None, executor: str = "local", scheduler: str | None = None,
             use_cache: bool = True, cache_dir: Path | None = None, memory_budget: str | None = None,
-            skew: bool = False, on_progress: ProgressFn | None = None) -> RunAnalysis:
+            skew: bool = False, ranks: Sequence[str] = (), on_progress: ProgressFn | None = None) -> RunAnalysis:
     """Overlap per rank, region and profiler step (and, with skew, the stragglers)."""
     from .pipeline import ScaleOptions, analyze_run, parse_size
 
     options = ScaleOptions(jobs=jobs, executor=executor, scheduler=scheduler, skew=skew, use_cache=use_cache,
-                           cache_dir=cache_dir,
+                           cache_dir=cache_dir, ranks=parse_ranks(ranks),
                            memory_budget=None if memory_budget is None else parse_size(memory_budget))
     return analyze_run(paths, regions, _patterns(comm_patterns), options, on_progress)
 
 
-def races(paths: Paths, comm_patterns: Sequence[str] = (), on_progress: ProgressFn | None = None) -> RaceReport:
+def races(paths: Paths, comm_patterns: Sequence[str] = (), ranks: Sequence[str] = (),
+          on_progress: ProgressFn | None = None) -> RaceReport:
     """Every race the run's traces show, and what could not be checked."""
     from .races import check_races
 
-    return check_races(load_run(paths, comm_patterns, on_progress=on_progress))
+    return check_races(load_run(paths, comm_patterns, on_progress=on_progress, ranks=ranks))
 
 
 def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (),
-           db: Path | None = None, on_progress: ProgressFn | None = None) -> Report:
+           db: Path | None = None, ranks: Sequence[str] = (), on_progress: ProgressFn | None = None) -> Report:
     """Write the HTML report of a run to `output` (never onto one of the run's own files)."""
     from .history import read_trend
     from .renderers.html import write_html
@@ -76,7 +88,7 @@ def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_pattern
     if not output.parent.is_dir():
         raise BadInput(output, "its directory does not exist")
     trend = read_trend(db) if db is not None else None
-    page = build_report(load_run(paths, comm_patterns, on_progress=on_progress), regions, trend=trend)
+    page = build_report(load_run(paths, comm_patterns, on_progress=on_progress, ranks=ranks), regions, trend=trend)
     try:
         write_html(page, output)
     except OSError as e:
@@ -86,13 +98,13 @@ def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_pattern
 
 def gate(paths: Paths, min_overlap: float | None = None, regions: Sequence[str] = (), max_races: int | None = None,
          config: Path | None = None, comm_patterns: Sequence[str] = (), allow_unchecked: bool = False,
-         db: Path | None = None, on_progress: ProgressFn | None = None) -> GateResult:
+         db: Path | None = None, ranks: Sequence[str] = (), on_progress: ProgressFn | None = None) -> GateResult:
     """Every threshold of the flags (or the configuration) checked on every rank."""
     from .config import load_config
     from .gate import evaluate_gate, gate_settings
 
     settings = gate_settings(load_config(config).gate, min_overlap, list(regions), max_races, allow_unchecked)
-    trace = load_run(paths, comm_patterns, config, on_progress)
+    trace = load_run(paths, comm_patterns, config, on_progress, ranks)
     result = evaluate_gate(trace, settings)
     if db is not None:
         from .history import record_run

@@ -35,7 +35,7 @@ from .errors import BadInput
 from .overlap import Analysis, analyze, compile_regions
 from .skew import DEFAULT_THRESHOLD_NS, Skew, collective_summary, exclude_waiting, find_waiting
 from .trace.classify import classified, compile_patterns
-from .trace.load import CHUNK, ProgressFn, TraceFile, read_trace_file, run_facts, run_files
+from .trace.load import CHUNK, ProgressFn, TraceFile, read_trace_file, run_facts, run_files, with_forced_rank
 from .trace.model import RankInfo, Trace
 
 MIN_CHUNK = 1 << 20
@@ -57,6 +57,7 @@ class ScaleOptions:
     memory_budget: int | None = None  # bytes; None: the reader's default chunk size
     skew: bool = False
     skew_threshold_ns: int = DEFAULT_THRESHOLD_NS
+    ranks: tuple[tuple[str, int], ...] = ()  # --rank FILE=N: the user's rank for a file
 
 
 IN_PROCESS = ScaleOptions(jobs=1)
@@ -105,7 +106,7 @@ def run_file(task: FileTask, on_progress: ProgressFn | None = None) -> FileResul
     """The task: read one trace file, classify its GPU ops, do the command's work on it."""
     try:
         trace = read_file(task.file, task.use_cache, task.cache_dir, task.chunk_size, on_progress)
-        trace = classified(trace, task.comm_patterns)
+        trace = classified(with_forced_rank(trace, task.file), task.comm_patterns)
         return FileResult(trace.ranks, task.work(trace))
     except BadInput as e:
         return FileFailure(e.source, e.problem)
@@ -135,7 +136,7 @@ def read_run(paths: Sequence[str | os.PathLike[str]], work: Callable[[Trace], An
              options: ScaleOptions = IN_PROCESS, on_progress: ProgressFn | None = None) -> RunResults:
     """Every trace file of the run through `work`, on the executor `options` choose; ranks numbered once."""
     compile_patterns(comm_patterns)  # bad patterns fail before any file is read
-    run = run_files(paths)
+    run = run_files(paths, dict(options.ranks))
     executor = executor_for(options, len(run.traces))
     cache_dir = None if options.cache_dir is None else str(options.cache_dir)
     tasks = [FileTask(f, tuple(comm_patterns), work, options.use_cache, cache_dir,
@@ -172,7 +173,7 @@ def load(paths: Sequence[str | os.PathLike[str]], comm_patterns: Sequence[str] =
     run = read_run(paths, whole_trace, comm_patterns, options, on_progress)
     trace = Trace.concat(run.values)
     return dataclasses.replace(trace, ranks=run.facts.ranks, manifest=run.facts.manifest,
-                               execution_traces=run.facts.execution_traces)
+                               execution_traces=run.facts.execution_traces, notes=run.facts.notes)
 
 
 @dataclass

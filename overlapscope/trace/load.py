@@ -16,34 +16,37 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
 from ..errors import BadInput
-from .kineto import looks_like_kineto, read_kineto
+from .kineto import read_kineto
 from .model import RankInfo, Trace
+from .sniff import MANIFEST_MARK, READ_FORMATS, TRACE_KINDS, sniff
 
 # on_progress(source, bytes_done, bytes_total) while a file is read
 ProgressFn = Callable[[str, int, int], None]
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _GZIP_MAGIC = b"\x1f\x8b"
-_HEAD = 1 << 16
-_LONG_HEAD = 1 << 25
 CHUNK = 1 << 25  # 32 MiB of decompressed text per step (the default; a memory budget picks less)
-MANIFEST_MARK = "overlapscope_run"  # key every run.json written by `overlapscope run` carries
 
-# rank-3, rank_3, rank3, ..._3.json
-_RANK_IN_NAME = (re.compile(r"rank[-_]?(\d+)", re.IGNORECASE), re.compile(r"_(\d+)\."))
+# Ranks in the names engines give their files (never a process or job id: PyTorch's default
+# `<host>_<pid>.<ns>.pt.trace.json` carries the pid):
+_RANK_IN_NAME = (
+    re.compile(r"(?:^|[^a-z])rank[-_]?(\d+)", re.IGNORECASE),  # rank-3, rank_3, rank3, vLLM ..._rank3.<ns>
+    re.compile(r"(?:^|[^a-z])worker[-_]?(\d+)", re.IGNORECASE),  # worker3 (PARAM, DLRM)
+)
+# SGLang: <time>-TP-<tp>[-DP-<dp>][-PP-<pp>][-EP-<ep>]...trace.json.gz
+_SGLANG_PARTS = re.compile(r"-(TP|DP|PP|EP)-(\d+)")
 
 
 @dataclass
 class _File:
     path: Path
-    kind: str  # "kineto" | "nsys" | "nsys-rep" | "execution-trace" | "manifest"
+    kind: str  # a trace kind (sniff.TRACE_KINDS) | "execution-trace" | "manifest"
 
 
 @dataclass(frozen=True)
@@ -51,61 +54,123 @@ class TraceFile:
     """One trace file of a run, with what reading it on its own needs."""
 
     path: Path
-    kind: str  # "kineto" | "nsys" | "nsys-rep"
+    kind: str  # one of sniff.TRACE_KINDS
     default_rank: int | None = None  # Kineto: the rank when the trace names none (file name, or a lone file)
+    forced_rank: int | None = None  # --rank FILE=N: the user's word wins over everything the file says
 
 
 @dataclass
 class RunFiles:
-    """The files of one run, recognised by content."""
+    """The files of one run, recognised by content, and what was left out and why."""
 
     traces: list[TraceFile]
     manifests: list[_File]
     execution_traces: list[_File]
+    notes: list[str] = field(default_factory=list)
 
 
 def rank_from_name(path: Path) -> int | None:
+    """The rank a file's name gives (rank-3, rank3, _rank3., worker3, SGLang's -TP-3), or None."""
     for pattern in _RANK_IN_NAME:
         m = pattern.search(path.name)
         if m:
             return int(m.group(1))
-    return None
+    parts = sglang_parts(path)
+    return parts.get("TP") if parts else None
 
 
-def run_files(paths: Sequence[str | os.PathLike[str]]) -> RunFiles:
-    """The trace files (in the order given, directories sorted), manifests and Execution Traces."""
-    files = _recognise(_expand(paths))
-    kinds = ("kineto", "nsys", "nsys-rep")
-    if not any(f.kind in kinds for f in files):
+def sglang_parts(path: Path) -> dict[str, int]:
+    """SGLang's parallel ranks in a file name: {"TP": 3, "DP": 1, ...} (empty when none)."""
+    return {k: int(v) for k, v in _SGLANG_PARTS.findall(path.name)}
+
+
+def run_files(paths: Sequence[str | os.PathLike[str]], ranks: Mapping[str, int] | None = None) -> RunFiles:
+    """The trace files (in the order given, directories sorted), manifests and Execution Traces.
+    `ranks`: file path (as given, or its name) -> rank, the user's `--rank FILE=N`."""
+    files, notes = _recognise(_expand(paths))
+    if not any(f.kind in TRACE_KINDS for f in files):
         where = ", ".join(str(p) for p in paths)
-        raise BadInput(where, "no trace found (expected Kineto .json/.json.gz, Nsight Systems .sqlite or .nsys-rep)")
-    single_kineto = sum(f.kind == "kineto" for f in files) == 1
-    traces = []
-    for f in files:
-        if f.kind == "kineto":
-            default_rank = rank_from_name(f.path)
-            traces.append(TraceFile(f.path, f.kind, 0 if default_rank is None and single_kineto else default_rank))
-        elif f.kind in kinds:
-            traces.append(TraceFile(f.path, f.kind))
+        ets = [f for f in files if f.kind == "execution-trace"]
+        if ets:
+            raise BadInput(ets[0].path, "a PyTorch Execution Trace without its Kineto trace: pass the rank's Kineto "
+                                        "trace (the profiler's .pt.trace.json) with it")
+        raise BadInput(where, f"no trace found (expected {READ_FORMATS})" + (f"; {notes[0]}" if notes else ""))
+    forced = _forced_ranks(ranks or {}, [f.path for f in files if f.kind in TRACE_KINDS])
+    kineto = [f for f in files if f.kind == "kineto"]
+    defaults = _default_ranks([f.path for f in kineto])
+    traces = [TraceFile(f.path, f.kind, defaults.get(f.path), forced.get(f.path)) for f in files
+              if f.kind in TRACE_KINDS]
+    notes += _sglang_note(kineto, defaults)
     return RunFiles(traces, [f for f in files if f.kind == "manifest"],
-                    [f for f in files if f.kind == "execution-trace"])
+                    [f for f in files if f.kind == "execution-trace"], notes)
+
+
+def _default_ranks(paths: list[Path]) -> dict[Path, int | None]:
+    """Each Kineto file's rank from its name; a lone file is rank 0. SGLang files whose TP ranks
+    repeat (DP/PP/EP runs) are numbered by (PP, DP, TP, EP)."""
+    out = {p: rank_from_name(p) for p in paths}
+    if len(paths) == 1 and out[paths[0]] is None:
+        out[paths[0]] = 0
+    parts = {p: sglang_parts(p) for p in paths}
+    if all(parts.values()) and len({v.get("TP") for v in parts.values()}) < len(paths):
+        order = sorted(paths, key=lambda p: tuple(parts[p].get(k, -1) for k in ("PP", "DP", "TP", "EP")))
+        out = {p: i for i, p in enumerate(order)}
+    return out
+
+
+def _sglang_note(kineto: list[_File], defaults: dict[Path, int | None]) -> list[str]:
+    parts = [sglang_parts(f.path) for f in kineto]
+    if len(kineto) > 1 and all(parts) and any(set(p) - {"TP"} for p in parts):
+        return ["ranks of SGLang files whose TP rank repeats are numbered in (PP, DP, TP, EP) order "
+                "unless the traces carry distributedInfo; --rank FILE=N sets them"]
+    return []
+
+
+def _forced_ranks(ranks: Mapping[str, int], paths: list[Path]) -> dict[Path, int]:
+    out: dict[Path, int] = {}
+    for given, rank in ranks.items():
+        hits = [p for p in paths if p == Path(given) or p.name == given or p.resolve() == Path(given).resolve()]
+        if len(hits) != 1:
+            raise BadInput("ranks", f"{given}={rank}: {'no' if not hits else 'more than one'} trace file of the run "
+                                    "is called that")
+        out[hits[0]] = rank
+    return out
 
 
 def read_trace_file(f: TraceFile, on_progress: ProgressFn | None = None, first_rank: int = 0,
                     chunk_size: int = CHUNK) -> Trace:
-    """One trace file on its own, its GPU ops not yet classified. An nsys file's ranks are numbered
-    from `first_rank`; `chunk_size` is the decompressed Kineto text handled per step."""
+    """One trace file on its own, its GPU ops not yet classified. Ranks a format cannot name (one per
+    (process, GPU)) are numbered from `first_rank`; `chunk_size` is the decompressed Kineto text handled
+    per step."""
+    source = str(f.path)
     if f.kind == "kineto":
-        return read_kineto(iter_chunks(f.path, on_progress, chunk_size), str(f.path), f.default_rank)
+        return read_kineto(iter_chunks(f.path, on_progress, chunk_size), source, f.default_rank)
+    if f.kind == "rocprofv3":
+        from .rocprofv3 import read_rocprofv3
+
+        return read_rocprofv3(read_bytes(f.path), source, first_rank)
+    if f.kind == "rocpd":
+        from .rocpd import read_rocpd
+
+        return read_rocpd(f.path, source, first_rank)
     sqlite_path = f.path if f.kind == "nsys" else _export_nsys_rep(f.path)
-    return _read_nsys(sqlite_path, str(f.path), first_rank=first_rank)
+    return _read_nsys(sqlite_path, source, first_rank=first_rank)
+
+
+def with_forced_rank(trace: Trace, f: TraceFile) -> Trace:
+    """The file's trace with the rank the user gave it (--rank FILE=N), if any."""
+    if f.forced_rank is None:
+        return trace
+    if len(trace.ranks) != 1:
+        raise BadInput(f.path, f"holds {len(trace.ranks)} ranks: --rank sets the rank of one-rank files only")
+    return trace.renumbered(f.forced_rank - trace.ranks[0].rank)
 
 
 def run_facts(run: RunFiles, ranks: list[RankInfo]) -> Trace:
     """The run without its events: ranks (checked to be unique), manifest and Execution Traces."""
     _check_unique_ranks(ranks)
     ranks = sorted(ranks, key=lambda r: r.rank)
-    return dataclasses.replace(Trace.empty(ranks), manifest=_read_manifest(run.manifests),
+    return dataclasses.replace(Trace.empty(ranks), manifest=_read_manifest(run.manifests), notes=tuple(run.notes),
                                execution_traces=_match_execution_traces(run.execution_traces, [r.rank for r in ranks]))
 
 
@@ -124,64 +189,26 @@ def _expand(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
     return out
 
 
-def _recognise(files: list[tuple[Path, bool]]) -> list[_File]:
-    out = []
+def _recognise(files: list[tuple[Path, bool]]) -> tuple[list[_File], list[str]]:
+    """The run's files by kind, and a note for each file of a directory left out. A file given by
+    name that is no trace we read is an error; so is a foreign trace when nothing else is readable."""
+    out: list[_File] = []
+    notes: list[str] = []
+    foreign: list[tuple[Path, str]] = []
     for path, explicit in files:
-        kind = sniff(path)
-        if kind is None:
+        found = sniff(path)
+        if found.kind is None or found.kind == "foreign":
             if explicit:
-                raise BadInput(path, "not a trace: expected Kineto JSON (.json/.json.gz), an Nsight Systems "
-                                     "SQLite export (.sqlite) or report (.nsys-rep)")
-            continue  # a README or a picture beside the traces
-        out.append(_File(path, kind))
-    return out
-
-
-def sniff(path: Path) -> str | None:
-    """What a file is, from its first bytes (and, for JSON, its first keys)."""
-    head = _head(path, _HEAD)
-    if head.startswith(_SQLITE_MAGIC):
-        return "nsys"
-    if path.suffix in (".nsys-rep", ".qdrep"):
-        return "nsys-rep"
-    if not head.lstrip().startswith((b"{", b"[")):
-        return None
-    for limit in (_HEAD, _LONG_HEAD):  # a huge distributedInfo can push traceEvents far down
-        if limit != _HEAD:
-            head = _head(path, limit)
-        if looks_like_kineto(head):
-            return "kineto"
-        if b'"nodes"' in head and b'"schema"' in head:
-            return "execution-trace"
-        if MANIFEST_MARK.encode() in head:
-            return "manifest"
-        if len(head) < limit:
-            break  # the whole file was in view
-    raise BadInput(path, "JSON that is not a trace: no traceEvents (Kineto), nodes (Execution Trace) "
-                         "or overlapscope run manifest")
-
-
-def _head(path: Path, limit: int) -> bytes:
-    """Up to `limit` bytes of the file's content, gunzipped when it is gzip."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(limit)
-            if not raw:
-                raise BadInput(path, "empty file")
-            if not raw.startswith(_GZIP_MAGIC):
-                return raw
-            fh.seek(0)
-            d = zlib.decompressobj(wbits=31)
-            out = b""
-            while len(out) < limit and (chunk := fh.read(_HEAD)):
-                out += d.decompress(chunk, limit - len(out))
-    except OSError as e:
-        raise BadInput(path, f"cannot read: {e.strerror}") from None
-    except zlib.error as e:
-        raise BadInput(path, f"corrupt gzip data: {e}") from None
-    if not out:
-        raise BadInput(path, "gzip file with nothing inside (truncated?)")
-    return out
+                raise BadInput(path, found.why if found.kind == "foreign" else f"not a trace ({found.why}): expected "
+                                     f"{READ_FORMATS}")
+            if found.kind == "foreign":
+                foreign.append((path, found.why))
+            notes.append(f"skipped {path}: {found.why}")
+            continue
+        out.append(_File(path, found.kind))
+    if foreign and not any(f.kind in TRACE_KINDS for f in out):
+        raise BadInput(foreign[0][0], foreign[0][1])
+    return out, notes
 
 
 def iter_chunks(path: Path, on_progress: ProgressFn | None = None, chunk_size: int = CHUNK) -> Iterator[bytes]:
@@ -246,9 +273,12 @@ def _read_manifest(files: list[_File]) -> dict | None:
     if len(files) > 1:
         raise BadInput(files[1].path, f"a second run manifest (the first is {files[0].path}): one run at a time")
     try:
-        return orjson.loads(read_bytes(files[0].path))
+        manifest = orjson.loads(read_bytes(files[0].path))
     except orjson.JSONDecodeError as e:
         raise BadInput(files[0].path, f"run manifest is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict):
+        raise BadInput(files[0].path, f"run manifest is a JSON {type(manifest).__name__}, not an object")
+    return manifest
 
 
 def _match_execution_traces(files: list[_File], ranks: list[int]) -> dict[int, str]:

@@ -139,6 +139,10 @@ class RankInfo:
     format: str = ""  # "kineto" | "nsys"
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # rows of the rank's file that the reader could not read and left out: a short description
+    # ("kernel rows with NULL start or end") -> how many. Counted per file: every rank the file
+    # produced carries the same figures.
+    dropped_rows: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ class Trace:
     collectives: pd.DataFrame
     manifest: dict[str, Any] | None = None  # run.json, when the run has one
     execution_traces: dict[int, str] = field(default_factory=dict)  # rank -> PyTorch ET file
+    notes: tuple[str, ...] = ()  # what loading left out and why (skipped files, ranks it had to number)
 
     @classmethod
     def empty(cls, ranks: list[RankInfo] | None = None) -> Trace:
@@ -175,7 +180,8 @@ class Trace:
         for p in parts:
             ets.update(p.execution_traces)
         ranks = sorted((r for p in parts for r in p.ranks), key=lambda r: r.rank)
-        return cls(ranks=ranks, manifest=manifest, execution_traces=ets, **frames)
+        notes = tuple(n for p in parts for n in p.notes)
+        return cls(ranks=ranks, manifest=manifest, execution_traces=ets, notes=notes, **frames)
 
     def renumbered(self, by: int) -> Trace:
         """The same trace with every rank number moved up by `by` (a file's ranks within its run)."""
@@ -184,7 +190,7 @@ class Trace:
         frames = {name: getattr(self, name).assign(rank=getattr(self, name)["rank"] + by) for name in FRAME_COLUMNS}
         ranks = [dataclasses.replace(r, rank=r.rank + by) for r in self.ranks]
         ets = {r + by: p for r, p in self.execution_traces.items()}
-        return Trace(ranks=ranks, manifest=self.manifest, execution_traces=ets, **frames)
+        return Trace(ranks=ranks, manifest=self.manifest, execution_traces=ets, notes=self.notes, **frames)
 
     def with_source(self, old: str, new: str) -> Trace:
         """The same trace with the file `old` named `new` (as the user gave it)."""
@@ -201,7 +207,8 @@ class Trace:
         """The same run restricted to one rank."""
         frames = {name: _rows_of_rank(getattr(self, name), rank) for name in FRAME_COLUMNS}
         ets = {r: p for r, p in self.execution_traces.items() if r == rank}
-        return Trace(ranks=[self.rank_info(rank)], manifest=self.manifest, execution_traces=ets, **frames)
+        return Trace(ranks=[self.rank_info(rank)], manifest=self.manifest, execution_traces=ets, notes=self.notes,
+                     **frames)
 
 
 def _rows_of_rank(frame: pd.DataFrame, rank: int) -> pd.DataFrame:

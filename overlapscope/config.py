@@ -57,7 +57,7 @@ class Config:
 # Every key overlapscope reads from its own table. Any other key there is an error (a misspelt setting
 # must never pass silently), so a new setting is added here and read in _build.
 KNOWN_KEYS = ("comm_patterns", "exclude_kernels", "gate")
-_GATE_KEYS = ("min_overlap", "max_exposed_comm_us", "max_races", "regions")
+_GATE_KEYS = ("min_overlap", "max_exposed_comm_us", "max_races", "allow_unchecked", "regions")
 _REGION_KEYS = ("region", "min_overlap", "max_exposed_comm_us")
 _FLOOR_KEYS = {"min_overlap", "max_exposed_comm_us"}
 _OWN = "overlapscope"  # our name under [tool]
@@ -181,7 +181,10 @@ def _gate_settings(path: Path, gate: Any, prefix: str = "") -> GateSettings:
     max_races = gate.get("max_races")
     if max_races is not None and (isinstance(max_races, bool) or not isinstance(max_races, int) or max_races < 0):
         raise BadInput(path, f"{where}.max_races must be a whole number >= 0")
-    return GateSettings(floors=floors, max_races=max_races)
+    allow_unchecked = gate.get("allow_unchecked", False)
+    if not isinstance(allow_unchecked, bool):
+        raise BadInput(path, f"{where}.allow_unchecked must be true or false")
+    return GateSettings(floors=floors, max_races=max_races, allow_unchecked=allow_unchecked)
 
 
 def _region_floor(path: Path, where: str, entry: Any) -> Floor:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .config import Floor, GateSettings
 from .errors import BadInput
 from .overlap import Analysis, RankRow, ScopeRow, analyze
-from .races.findings import Finding
+from .races.findings import Finding, RankCoverage
 from .trace.model import Trace
 from .trace.names import compile_regex
 
@@ -22,6 +22,7 @@ class Check:
     name: str  # e.g. "overlap >= 80 % in region /tbo/"
     passed: bool
     detail: str  # what was measured, or why the check could not pass
+    checked: bool = True  # False: the check could not be evaluated (failed, or let through by allow_unchecked)
 
 
 @dataclass
@@ -76,7 +77,8 @@ def evaluate_gate(trace: Trace, settings: GateSettings) -> GateResult:
         from .races import check_races
 
         report = check_races(trace)
-        result.findings, result.notes = report.findings, report.notes
+        result.findings, result.notes = report.findings, list(report.notes)
+        coverage = {c.rank: c for c in report.coverage}
     ops_per_rank = trace.gpu_ops["rank"].value_counts().to_dict()
     if not trace.ranks:
         result.checks.append(Check(None, "trace has ranks", False, "no rank in the trace: nothing to check"))
@@ -88,7 +90,7 @@ def evaluate_gate(trace: Trace, settings: GateSettings) -> GateResult:
         for floor in settings.floors:
             result.checks += _floor_checks(info.rank, floor, analysis)
         if settings.max_races is not None:
-            result.checks.append(_race_check(info.rank, settings.max_races, result.findings))
+            result.checks.append(_race_check(info.rank, settings, result.findings, coverage.get(info.rank)))
     return result
 
 
@@ -125,10 +127,30 @@ def _row(rank: int, region: str | None, analysis: Analysis) -> RankRow | ScopeRo
     return next(r for r in analysis.regions if r.rank == rank and r.region == region)
 
 
-def _race_check(rank: int, max_races: int, findings: list[Finding]) -> Check:
+def _race_check(rank: int, settings: GateSettings, findings: list[Finding], coverage: RankCoverage | None) -> Check:
+    """Race findings against the limit; a rank whose accesses could not be checked (no Execution
+    Trace or access marks, or pairs across waits the trace does not resolve) fails closed unless
+    allow_unchecked, and then reads "not checked", never "pass"."""
+    name = f"race findings <= {settings.max_races}"
     mine = [f for f in findings if f.rank == rank]
-    detail = f"{len(mine)} race finding(s)"
-    if mine:
-        detail += ": " + "; ".join(f"{f.rule} ({f.kind}) on {f.buffer}" for f in mine[:5])
-        detail += " ..." if len(mine) > 5 else ""
-    return Check(rank, f"race findings <= {max_races}", len(mine) <= max_races, detail)
+    if len(mine) > settings.max_races:
+        detail = f"{len(mine)} race finding(s): " + "; ".join(f"{f.rule} ({f.kind}) on {f.buffer}" for f in mine[:5])
+        return Check(rank, name, False, detail + (" ..." if len(mine) > 5 else ""))
+    unchecked = _unchecked_reason(coverage)
+    if unchecked:
+        how = ("capture with the torch profiler's Execution Trace (overlapscope run does), or mark buffers with "
+               "overlapscope.instrument.accesses; an Nsight Systems capture with --cuda-event-trace=true resolves waits")
+        if settings.allow_unchecked:
+            return Check(rank, name, True, f"not checked (allowed): {unchecked}", checked=False)
+        return Check(rank, name, False, f"not checked, failing closed: {unchecked}; {how} "
+                                        "(or pass --allow-unchecked)", checked=False)
+    return Check(rank, name, True, f"{len(mine)} race finding(s); {coverage.pairs_checked} access pair(s) checked")
+
+
+def _unchecked_reason(coverage: RankCoverage | None) -> str:
+    if coverage is None or not coverage.accesses_known:
+        return "no memory access of this rank is known"
+    if coverage.pairs_unchecked:
+        return (f"{coverage.pairs_unchecked} conflicting access pair(s) lie across waits the trace does not resolve, "
+                "so their order is unknown")
+    return ""

@@ -24,6 +24,7 @@ def runs(tmp_path_factory):
         "overlapped": tbo_run(tmp / "overlapped", overlapped=True),  # tbo region: 100 %
         "inline": tbo_run(tmp / "inline", overlapped=False),  # tbo region: 0 %, 45 µs exposed per rank
         "racy": tbo_run(tmp / "racy", overlapped=True, race=True),
+        "marked": tbo_run(tmp / "marked", overlapped=True, marked=True),  # accesses known, ordered: no race
         "no_comm": no_comm_run(tmp / "no_comm"),
         "no_gpu": no_gpu_run(tmp / "no_gpu"),
     }
@@ -70,7 +71,7 @@ def test_fails_closed_when_no_range_matches_the_region(runs):
 
 
 def test_max_races_runs_the_race_checker(runs):
-    assert gate(runs["overlapped"], "--max-races", "0").exit_code == 0
+    assert gate(runs["marked"], "--max-races", "0").exit_code == 0
     result = gate(runs["racy"], "--max-races", "0")
     assert result.exit_code == 1
     assert "cross-stream (manifest) on ids" in result.stdout
@@ -127,6 +128,7 @@ comm_patterns = []
 
 [tool.overlapscope.gate]
 max_races = 0
+allow_unchecked = true
 
 [[tool.overlapscope.gate.regions]]
 region = "tbo"
@@ -188,3 +190,26 @@ def test_library_api(runs):
     assert not result.passed
     assert [(c.rank, c.passed) for c in result.checks] == [(0, False), (0, False), (1, False), (1, False)]
     assert result.analysis.regions[0].overlap_pct == 0.0
+
+
+def test_max_races_fails_closed_when_no_access_is_known(runs, tmp_path):
+    """#11.3: a run without Execution Trace or access marks cannot be race-checked: the gate fails,
+    says how to get the accesses, and with --allow-unchecked passes as "not checked", never "pass"."""
+    result = gate(runs["overlapped"], "--max-races", "0")
+    assert result.exit_code == 1
+    assert "not checked, failing closed: no memory access of this rank is known" in result.stdout
+    assert "Execution Trace" in result.stdout and "--allow-unchecked" in result.stdout
+    junit, markdown = tmp_path / "g.xml", tmp_path / "g.md"
+    allowed = gate(runs["overlapped"], "--max-races", "0", "--allow-unchecked", "--junit", junit, "--markdown", markdown)
+    assert allowed.exit_code == 0
+    cases = list(ET.parse(junit).getroot().iter("testcase"))
+    assert [c.find("skipped") is not None for c in cases] == [True, True]
+    assert "⚠️ not checked" in markdown.read_text() and "✅ pass" not in markdown.read_text()
+
+
+def test_every_region_is_gated(runs):
+    """#11.1: repeated --region gates each region, not only the last one."""
+    result = gate(runs["overlapped"], "--min-overlap", "90", "--region", "tbo", "--region", "no_such_region")
+    assert result.exit_code == 1
+    assert "region /tbo/" in result.stdout and "region /no_such_region/" in result.stdout
+    assert gate(runs["overlapped"], "--min-overlap", "90", "--region", "no_such_region", "--region", "tbo").exit_code == 1

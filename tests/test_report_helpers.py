@@ -32,7 +32,9 @@ LONG_NAME = "void very_long_template_kernel<" + "cutlass::bfloat16_t, " * 600 + 
 def tbo_run(out: Path, overlapped: bool, ranks: int = 2, steps: int = 3, race: bool = False,
             region: str = "tbo/mb0", comm_name: str = "ncclDevKernel_AllReduce_Sum_bf16_RING_LL",
             compute_names: tuple[str, str, str] = ("attention_fwd_kernel", "moe_grouped_gemm", "attention_fwd_kernel"),
-            manifest: dict | None = None) -> Path:
+            manifest: dict | None = None, marked: bool = False) -> Path:
+    """A two-batch-overlap-like run; `race` adds a cross-stream race on `ids` in step 0, `marked` the
+    same two accesses on one stream (ordered by the stream: checked, no race)."""
     out.mkdir(parents=True, exist_ok=True)
     for rank in range(ranks):
         b = KinetoBuilder(rank=rank, world_size=ranks, device=rank)
@@ -49,21 +51,23 @@ def tbo_run(out: Path, overlapped: bool, ranks: int = 2, steps: int = 3, race: b
                 b.kernel(comm_name, 7, base + 25_000, base + 40_000, launch_at=base + 300, api="cuda_driver")
                 b.kernel(compute_names[1], 7, base + 40_000, base + 60_000, launch_at=base + 400)
                 b.kernel(compute_names[2], 7, base + 60_000, base + 80_000, launch_at=base + 500)
-            if race and step == 0:
-                _cross_stream_race(b, base)
+            if (race or marked) and step == 0:
+                _cross_stream_race(b, base, reader_stream=13 if marked else 14)
         b.write(out / f"rank-{rank}.trace.json.gz")
     if manifest is not None:
         (out / "run.json").write_text(json.dumps({MANIFEST_MARK: 1, **manifest}))
     return out
 
 
-def _cross_stream_race(b: KinetoBuilder, base: int) -> None:
-    """An all-gather writes `ids` on stream 13 while a kernel on stream 14 reads them, with no event between."""
+def _cross_stream_race(b: KinetoBuilder, base: int, reader_stream: int = 14) -> None:
+    """An all-gather writes `ids` on stream 13 while a kernel on stream 14 reads them, with no event
+    between (on stream 13 the stream orders them: no race)."""
     b.annotation(encode_access_mark("dp_allgather", None, IDS, "gpu"), base + 3_100, base + 3_300)
     b.kernel("ncclDevKernel_AllGather_RING_LL", 13, base + 50_000, base + 52_000, launch_at=base + 3_200,
              api="cuda_driver")
     b.annotation(encode_access_mark("consume_ids", IDS, None, "gpu"), base + 3_400, base + 3_600)
-    b.kernel("index_select_kernel", 14, base + 51_000, base + 53_000, launch_at=base + 3_500)
+    b.kernel("index_select_kernel", reader_stream, base + 52_000 if reader_stream == 13 else base + 51_000,
+             base + 53_000, launch_at=base + 3_500)
 
 
 def hostile_run(out: Path) -> Path:

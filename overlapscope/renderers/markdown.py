@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 
-from ..gate import GateResult
+from ..gate import Check, GateResult
 from ..history import Trend
 from .format import duration, pct, points
 
@@ -20,12 +20,18 @@ def cell(value: object, for_html: bool = True) -> str:
 
 
 def gate_markdown(result: GateResult, for_html: bool = True) -> str:
-    verdict = "passed" if result.passed else f"FAILED ({len(result.failures)} of {len(result.checks)} checks)"
-    lines = [f"## overlapscope gate: {'✅' if result.passed else '❌'} {verdict}", "",
+    unchecked = sum(not c.checked for c in result.checks)
+    if not result.passed:
+        verdict = f"❌ FAILED ({len(result.failures)} of {len(result.checks)} checks)"
+    elif unchecked:
+        verdict = f"⚠️ passed, {unchecked} check(s) not checked (allowed)"
+    else:
+        verdict = "✅ passed"
+    lines = [f"## overlapscope gate: {verdict}", "",
              "| result | rank | check | measured |", "|---|---|---|---|"]
     for c in result.checks:
         rank = "run" if c.rank is None else str(c.rank)
-        lines.append(f"| {'✅ pass' if c.passed else '❌ FAIL'} | {rank} | {cell(c.name, for_html)} | "
+        lines.append(f"| {_outcome(c)} | {rank} | {cell(c.name, for_html)} | "
                      f"{cell(c.detail, for_html)} |")
     if result.notes:
         lines += ["", "Not checked by the race checker:", ""] + [f"- {cell(n, for_html)}" for n in result.notes]
@@ -64,3 +70,10 @@ def print_trend(trend: Trend) -> None:
     from rich.markdown import Markdown
 
     Console().print(Markdown(trend_markdown(trend, for_html=False)))
+
+
+def _outcome(check: Check) -> str:
+    """pass / FAIL, and "not checked" for a check that could not be evaluated: never "pass"."""
+    if not check.checked:
+        return "⚠️ not checked" if check.passed else "❌ FAIL (not checked)"
+    return "✅ pass" if check.passed else "❌ FAIL"

@@ -1,17 +1,21 @@
 """Small, structurally faithful reproductions of the overlaps (and races) that overlapscope measures.
 
-The registry below is static data and imports no torch, so a command line can check a model name,
-a variant or a `--set` key quickly. Each model module (torch) provides:
+Each model is an overlapscope workload (docs/reference_models.md, "Your own workload"): overlapscope
+registers it by name (overlapscope.capture.workloads.REFERENCE_MODELS, a "module:build" string it imports
+lazily) and never imports this package. The table below is static data and imports no torch; each
+model module (torch) provides:
 
     DEFAULTS: dict        sizes for two H200s (docs/reference_models.md gives the arithmetic)
     SMALL: dict           overrides that make the same structure run in a second on a CPU
     validate(config, world_size)   raises ValueError naming a setting that cannot work
-    build(config, ctx, variant) -> common.ReferenceModel: forward(step), check(step), components(), close()
+    build(config, ctx, variant) -> common.ReferenceModel: forward(step), check(step), components(), close(),
+        marked with `@registered(NAME, ...)`: this table's entry as the workload's overlapscope metadata
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -77,30 +81,20 @@ def load(name: str) -> ModuleType:
     return importlib.import_module(spec(name).module)
 
 
+def registered(name: str, defaults: Mapping[str, Any], small: Mapping[str, Any],
+               validate: Callable[[dict[str, Any], int], None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a model module's `build` as the overlapscope workload described by this table's entry."""
+    from overlapscope.capture.workloads import workload
+
+    s = spec(name)
+    return workload(variants=s.variants, baseline=s.baseline, buggy=s.buggy, overlap_region=s.overlap_region,
+                    head_start=s.head_start, defaults=defaults, small=small, validate=validate)
+
+
 def resolve_config(name: str, small: bool, overrides: dict[str, str], world_size: int) -> dict[str, Any]:
     """DEFAULTS, then SMALL when asked, then `key=value` overrides cast to the default's type,
     checked by the model for `world_size` ranks. ValueError names the offending setting."""
-    module = load(name)
-    config = dict(module.DEFAULTS)
-    if small:
-        config.update(module.SMALL)
-    for key, text in overrides.items():
-        if key not in config:
-            raise ValueError(f"unknown key {key!r} for {name} (keys: {', '.join(sorted(config))})")
-        config[key] = _cast(key, text, config[key])
-    module.validate(config, world_size)
-    return config
+    from overlapscope.capture.workloads import INFO_ATTRIBUTE
+    from overlapscope.capture.workloads import resolve_config as resolve
 
-
-def _cast(key: str, text: str, default: Any) -> Any:
-    kind = type(default)
-    try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"{key}={text!r}: expected {kind.__name__}") from None
+    return resolve(getattr(load(name).build, INFO_ATTRIBUTE), small, overrides, world_size)

@@ -1,29 +1,27 @@
-"""What every reference model shares: the rank's context, a stream shim, seeded tensors, the numerics check."""
+"""What every reference model shares: seeded tensors and the numerics check. The rank's context, its
+stream shim and StepResult are overlapscope's workload interface (overlapscope.capture), re-exported."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
 
+from overlapscope.capture.context import RankContext, Streams
+from overlapscope.capture.workloads import StepResult
+
 # torch 2.13 renamed all_gather_into_tensor (and deprecated the old name); the GPU machines run 2.11.
 all_gather_into = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+__all__ = ["RankContext", "ReferenceModel", "StepResult", "Streams", "all_gather_into", "compare",
+           "dtype_of", "randn", "weight", "worst"]
 
 # Relative tolerance of every numerics check: the variants run the same kernels on the same data, so
 # they normally agree bit for bit (max_abs_err 0.0); this leaves room for a library that picks another
 # reduction order on another stream, and is orders of magnitude below what a premature read produces.
 RELATIVE_TOLERANCE = 1e-3
-
-
-@dataclass(frozen=True)
-class StepResult:
-    numerics_ok: bool
-    max_abs_err: float  # inf when the output holds NaN or Inf where the baseline does not
-    detail: str
 
 
 class ReferenceModel(Protocol):
@@ -36,69 +34,6 @@ class ReferenceModel(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class _NoStream:
-    """A CUDA stream's interface with nothing behind it: on a CPU every op completes in program order."""
-
-    def wait_stream(self, other: Any) -> None:
-        return None
-
-    def wait_event(self, event: Any) -> None:
-        return None
-
-    def synchronize(self) -> None:
-        return None
-
-
-class _NoEvent:
-    def record(self, stream: Any = None) -> None:
-        """Nothing to record: on a CPU every op has completed in program order."""
-
-
-class Streams:
-    """The stream operations the models use, as no-ops on a CPU so the same code runs under gloo."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.device = device
-
-    def current(self) -> Any:
-        return torch.cuda.current_stream(self.device) if self.cuda else _NoStream()
-
-    def new(self) -> Any:
-        return torch.cuda.Stream(self.device) if self.cuda else _NoStream()
-
-    def event(self) -> Any:
-        return torch.cuda.Event() if self.cuda else _NoEvent()
-
-    def use(self, stream: Any) -> contextlib.AbstractContextManager[Any]:
-        return torch.cuda.stream(stream) if self.cuda else contextlib.nullcontext()
-
-    def synchronize(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-
-    @staticmethod
-    def wait(waiter: Any, producer: Any) -> None:
-        """`waiter` waits for the work queued so far on `producer`; nothing when they are one stream."""
-        if waiter is not producer:
-            waiter.wait_stream(producer)
-
-
-@dataclass
-class RankContext:
-    rank: int
-    world_size: int
-    device: torch.device
-    control: Any  # a gloo process group: host-side barriers and small messages, no GPU kernels
-    streams: Streams
-
-    def barrier(self) -> None:
-        dist.barrier(group=self.control)
-
-    def generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(seed)
 
 
 def dtype_of(name: str) -> torch.dtype:

@@ -15,12 +15,15 @@ Streams, per variant:
 - missing-join: as alt-stream without that last wait: the logits can read the gathered keys before
   the gather (or the re-arrangement) wrote them. The key buffers are filled with NaN before every
   gather so a premature read shows in the numerics. It bites only in the steps where gather plus
-  re-arrangement outlast the query's RoPE and rotation; the numerics check records how often.
+  re-arrangement outlast the query's RoPE and rotation; the numerics check records how often. At the
+  default sizes they never did (the race stays latent); `straggler_us` (the last rank reaches the
+  gather late, as a peer slowed by uneven work does) makes every rank's gather end later, so it bites.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 
 from overlapscope.instrument import accesses, region
 
+from . import registered
 from .common import RankContext, StepResult, Streams, all_gather_into, compare, dtype_of, weight, worst
 
 DEFAULTS: dict[str, Any] = {
@@ -43,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "rope_theta": 10000.0,
     "dtype": "bfloat16",
     "seed": 0,
+    # A straggler: the last rank reaches the key all-gather this many µs late (a spin on the gather's
+    # stream, standing for a peer slowed by uneven work), so every rank's gather ends that much later.
+    # The race of missing-join stays latent at 0 (the logits start ~195 µs after the re-arrangement
+    # ends, measured on 2 x H200); beyond that margin it bites (docs/reference_models.md).
+    "straggler_us": 0,
 }
 SMALL: dict[str, Any] = {
     "tokens_per_rank": 32, "hidden": 64, "q_lora_rank": 32, "index_heads": 4, "index_head_dim": 32,
@@ -121,6 +130,8 @@ class NsaIndexerCP:
         self.keys_by_rank = torch.empty(self.seq, d, device=dev, dtype=dt)
         self.keys = torch.empty(self.seq, d, device=dev, dtype=dt)
         self.logits = torch.empty(tokens, self.seq, device=dev, dtype=torch.float32)
+        self.straggler = ctx.rank == cp - 1 and config["straggler_us"] > 0
+        self._cycles_per_us = _spin_rate(dev) if self.straggler and self.streams.cuda else 0.0
         self.main = self.streams.current()
         self.alt = self.main if variant == "serial" else self.streams.new()
         self.join = variant != "missing-join"
@@ -187,6 +198,8 @@ class NsaIndexerCP:
                 self.keys.fill_(float("nan"))
             self.streams.wait(alt, self.main)
             with self.streams.use(alt):
+                if self.straggler:
+                    self._arrive_late(self.cfg["straggler_us"])
                 with accesses(reads={"key_send": self.key_send}, writes={"keys_by_rank": self.keys_by_rank},
                               label="cp_allgather"):
                     all_gather_into(self.keys_by_rank, self.key_send)
@@ -194,6 +207,14 @@ class NsaIndexerCP:
                               label="zigzag_rearrange"):
                     blocks = self.keys_by_rank.view(2 * self.ctx.world_size, self.block, -1)
                     torch.index_select(blocks, 0, self.order, out=self.keys.view_as(blocks))
+
+    def _arrive_late(self, us: int) -> None:
+        """The straggler's delay before the gather, on the gather's stream (on a CPU: the host sleeps)."""
+        with region("nsa_cp/indexer/straggler"):
+            if self.streams.cuda:
+                torch.cuda._sleep(int(us * self._cycles_per_us))
+            else:
+                time.sleep(us / 1e6)
 
     def _rotate_query(self, q: torch.Tensor) -> torch.Tensor:
         """RoPE and rotate_activation of the query: the work the key all-gather hides under. Its short
@@ -220,8 +241,23 @@ class NsaIndexerCP:
             self.topk_index = index.masked_fill_(values == float("-inf"), -1)  # fewer earlier keys than k
 
 
+def _spin_rate(device: torch.device) -> float:
+    """GPU clock cycles per µs of torch.cuda._sleep on this device."""
+    cycles = 2_000_000
+    with torch.cuda.device(device):
+        torch.cuda._sleep(cycles)  # the first launch loads the kernel
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+        end.synchronize()
+    return cycles / (begin.elapsed_time(end) * 1000)
+
+
 def validate(cfg: dict[str, Any], world_size: int) -> None:
     """ValueError naming the first setting that cannot work (any world size can)."""
+    if cfg["straggler_us"] < 0:
+        raise ValueError(f"straggler_us={cfg['straggler_us']} must not be negative")
     if cfg["tokens_per_rank"] < 2 or cfg["tokens_per_rank"] % 2:
         raise ValueError(f"tokens_per_rank={cfg['tokens_per_rank']} must be even (two zig-zag blocks)")
     if not 0 < cfg["rope_dim"] <= cfg["index_head_dim"] or cfg["rope_dim"] % 2:
@@ -235,5 +271,6 @@ def validate(cfg: dict[str, Any], world_size: int) -> None:
     dtype_of(cfg["dtype"])
 
 
+@registered("deepseek_v32_nsa_cp", DEFAULTS, SMALL, validate)
 def build(config: dict[str, Any], ctx: RankContext, variant: str) -> NsaIndexerCP:
     return NsaIndexerCP(config, ctx, variant)

@@ -6,7 +6,11 @@ tokens (q LoRA, one key/value head shared by all query heads), the DP all-gather
 sqrt(softplus) scores, top-k routed experts sharded over the TP ranks, a shared expert sharded the same
 way), and `combine_outputs`, which ends in the TP all-reduce and keeps the rank's own rows. The host
 enqueues the micro-batches ping-pong (attention 0, gather 0, attention 1, gather 1, MoE 0, combine 0,
-MoE 1, combine 1), so one micro-batch's collective can run under the other's compute.
+MoE 1, combine 1), so one micro-batch's collective can run under the other's compute, and the ping-pong
+goes on across the `layers` layers with no join between them: layer L+1's attention 0 needs only
+micro-batch 0's output of layer L, so layer L's last collective (combine 1) runs under it. Only the
+last layer's combine 1 has no compute left to hide under (its share of the block's communication is
+1 / (4 · layers)).
 
 Streams, per variant (the forward starts on the "forward-top" stream, the stream current on entry):
 - inline: everything, collectives included, on the forward-top stream: no overlap (ATOM before #1121).
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 
 from overlapscope.instrument import accesses, region
 
+from . import registered
 from .common import RankContext, StepResult, Streams, all_gather_into, compare, dtype_of, weight, worst
 
 DEFAULTS: dict[str, Any] = {
@@ -162,12 +167,15 @@ class TboBlock:
         hidden = list(self.inputs)
         with region("tbo/block"):
             for layer in range(len(self.layers)):
-                for m in range(MICROBATCHES):
-                    self._attention(layer, m, hidden[m], plan)
-                    self._dp_allgather(layer, m, plan)
-                for m in range(MICROBATCHES):
-                    self._moe(layer, m, plan)
-                    self._combine(layer, m, plan)
+                # No join between layers: layer L+1's micro-batch 0 waits only for its own input and
+                # for the baton, so it runs under layer L's micro-batch 1 combine all-reduce.
+                with region(f"tbo/l{layer}"):
+                    for m in range(MICROBATCHES):
+                        self._attention(layer, m, hidden[m], plan)
+                        self._dp_allgather(layer, m, plan)
+                    for m in range(MICROBATCHES):
+                        self._moe(layer, m, plan)
+                        self._combine(layer, m, plan)
                 hidden = [b.out for b in self.buffers[layer]]
         for stream in plan.microbatch:
             self.streams.wait(plan.top, stream)
@@ -335,5 +343,6 @@ def validate(cfg: dict[str, Any], world_size: int) -> None:
     dtype_of(cfg["dtype"])
 
 
+@registered("deepseek_v4_tbo", DEFAULTS, SMALL, validate)
 def build(config: dict[str, Any], ctx: RankContext, variant: str) -> TboBlock:
     return TboBlock(config, ctx, variant)

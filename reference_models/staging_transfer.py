@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from overlapscope.instrument import accesses, region
 
+from . import registered
 from .common import RankContext, StepResult, Streams
 from .transfer_engine import TransferEngine
 
@@ -175,5 +176,6 @@ def validate(cfg: dict[str, Any], world_size: int) -> None:
         raise ValueError(f"slots={cfg['slots']} must not exceed pool_slots={cfg['pool_slots']}")
 
 
+@registered("staging_transfer", DEFAULTS, SMALL, validate)
 def build(config: dict[str, Any], ctx: RankContext, variant: str) -> StagingTransfer:
     return StagingTransfer(config, ctx, variant)

@@ -31,7 +31,7 @@ def _rank_main(rank: int, fn: Callable[[Any, Any], None], world_size: int, devic
     import torch
     import torch.distributed as dist
 
-    from reference_models.common import RankContext, Streams
+    from .context import RankContext, Streams
 
     if device == "cuda":
         torch.cuda.set_device(rank)

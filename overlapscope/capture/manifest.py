@@ -10,23 +10,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .pacing import PACING_KERNELS, PACING_REGION_REGEX
 from .plan import Workload
 
 MANIFEST_NAME = "run.json"
 
 
 def build_manifest(work: Workload, ranks: list[dict[str, Any]], command: list[str]) -> dict[str, Any]:
-    import reference_models
-
     from ..trace.load import MANIFEST_MARK
 
-    spec = reference_models.spec(work.model)
     first = ranks[0]
     return {
         MANIFEST_MARK: 1,
         "model": work.model,
+        "workload": work.target,  # package.module:factory
         "variant": work.variant,
-        "baseline": spec.baseline,
+        "baseline": work.baseline,
         "config": work.config,
         "world_size": work.world_size,
         "device": work.device,
@@ -38,8 +37,13 @@ def build_manifest(work: Workload, ranks: list[dict[str, Any]], command: list[st
         "step_times_ms": [r["step_times_ms"] for r in ranks],  # [rank][step], GPU time (CPU: wall time)
         "launch_times_ms": [r["launch_times_ms"] for r in ranks],  # [rank][step], host time to enqueue the step
         "head_start_ms": [r["head_start_ms"] for r in ranks],  # [rank][step], see capture/pacing.py
-        "numerics": [r["numerics"] for r in ranks],  # [rank][step] {ok, max_abs_err (null: not finite), detail}
-        "overlap_region": spec.overlap_region,
+        "fed_step_ms": [r["fed_step_ms"] for r in ranks],  # [rank] GPU step time with the GPU kept fed (null: none)
+        "numerics": [r["numerics"] for r in ranks],  # [rank][step] {ok (null: not checked), max_abs_err, detail}
+        "overlap_region": work.overlap_region,
+        # What the harness adds to the trace: its pacing range, and the kernels an analysis should
+        # leave out because the harness, not the workload, launched them (the head-start spin).
+        "pacing_region": PACING_REGION_REGEX,
+        "exclude_kernels": list(PACING_KERNELS) if work.head_start else [],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from .workloads import resolve, resolve_config, target_of
 
 PROFILERS = ("torch", "nsys", "none")
 DEVICES = ("cuda", "cpu")
@@ -14,8 +15,8 @@ DEVICES = ("cuda", "cpu")
 
 @dataclass
 class RunRequest:
-    model: str
-    variant: str | None = None  # None: the model's baseline
+    model: str  # a reference model's name, or your own workload as package.module:factory
+    variant: str | None = None  # None: the workload's baseline
     world_size: int = 2
     profiler: str = "torch"
     device: str = "cuda"
@@ -24,12 +25,22 @@ class RunRequest:
     out: Path | None = None  # None: out/MODEL/VARIANT
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE
 
+    def command_line(self) -> list[str]:
+        """The `overlapscope run` command that makes this request (recorded in run.json)."""
+        line = ["overlapscope", "run", self.model, "--world-size", str(self.world_size), "--profiler", self.profiler,
+                "--device", self.device, "--steps", str(self.steps), "--warmup", str(self.warmup)]
+        if self.variant:
+            line += ["--variant", self.variant]
+        if self.out:
+            line += ["--out", str(self.out)]
+        return line + [arg for item in self.overrides for arg in ("--set", item)]
+
 
 @dataclass
 class Workload:
     """A checked run, as the ranks receive it (plain data: pickled to spawn, JSON for nsys)."""
 
-    model: str
+    model: str  # the registered name, or the target
     variant: str
     config: dict[str, Any]
     world_size: int
@@ -39,22 +50,16 @@ class Workload:
     warmup: int
     out_dir: str
     results_dir: str = ""
-    head_start: bool = False  # align the ranks' GPUs and give the host a head start before each step
+    head_start: bool = False  # pace each step: align the ranks' GPUs, give the host a head start (pacing.py)
+    target: str = ""  # package.module:factory, imported again in every rank
+    baseline: str = ""
+    overlap_region: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def plan(request: RunRequest) -> Workload:
-    import reference_models
-
-    try:
-        spec = reference_models.spec(request.model)
-    except KeyError as e:
-        raise BadInput("MODEL", str(e.args[0])) from None
-    variant = request.variant or spec.baseline
-    if variant not in spec.variants:
-        raise BadInput("--variant", f"{variant!r} is not a variant of {spec.name} (variants: {', '.join(spec.variants)})")
     _one_of("--profiler", request.profiler, PROFILERS)
     _one_of("--device", request.device, DEVICES)
     for option, value, least in (("--world-size", request.world_size, 1), ("--steps", request.steps, 1),
@@ -62,6 +67,7 @@ def plan(request: RunRequest) -> Workload:
         if value < least:
             raise BadInput(option, f"must be at least {least}, not {value}")
     overrides = _parse_overrides(request.overrides)
+    target_of(request.model)  # an unknown name is bad input before torch is looked for
     if request.profiler == "nsys":
         from ..trace.load import find_nsys
 
@@ -70,14 +76,20 @@ def plan(request: RunRequest) -> Workload:
         if request.device != "cuda":
             raise BadInput("--profiler nsys", "traces CUDA and NVTX: use it with --device cuda")
     _check_torch(request.device, request.world_size)
+    work = resolve(request.model)
+    info = work.info
+    variant = request.variant or info.baseline_variant
+    if variant not in info.variants:
+        raise BadInput("--variant", f"{variant!r} is not a variant of {work.name} "
+                                    f"(variants: {', '.join(info.variants)})")
     try:
-        config = reference_models.resolve_config(spec.name, request.device == "cpu", overrides, request.world_size)
+        config = resolve_config(info, request.device == "cpu", overrides, request.world_size)
     except ValueError as e:
         raise BadInput("--set", str(e)) from None
-    out = request.out or Path("out") / spec.name / variant
-    return Workload(spec.name, variant, config, request.world_size, request.device, request.profiler,
-                    request.steps, request.warmup, str(out),
-                    head_start=spec.head_start)
+    out = request.out or Path("out") / work.name.replace(":", ".") / variant
+    return Workload(work.name, variant, config, request.world_size, request.device, request.profiler,
+                    request.steps, request.warmup, str(out), head_start=info.head_start, target=work.target,
+                    baseline=info.baseline_variant, overlap_region=info.overlap_region)
 
 
 def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -99,7 +111,7 @@ def _check_torch(device: str, world_size: int) -> None:
     try:
         import torch
     except ImportError:
-        raise BadInput("torch", "not installed: the reference models need the `models` extra "
+        raise BadInput("torch", "not installed: `overlapscope run` needs the `models` extra "
                                 "(pip install torch, then pip install 'overlapscope[models]')") from None
     if device == "cuda":
         found = torch.cuda.device_count() if torch.cuda.is_available() else 0

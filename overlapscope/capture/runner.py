@@ -1,9 +1,14 @@
 """`overlapscope run` as a library call: check the request, run the ranks (under nsys when asked),
-merge what they report into run.json."""
+merge what they report into run.json.
+
+The command line's `run` is: `outcome = run_model(request)`, print `summary_lines(outcome)`, then
+(unless the profiler is none) analyse `outcome.out_dir` with `--region outcome.manifest["overlap_region"]`.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -23,22 +28,31 @@ class RunOutcome:
     manifest: dict[str, Any]
 
     def summary(self) -> list[str]:
-        m = self.manifest
-        times = [t for rank in m["step_times_ms"] for t in rank]
-        checks = [c for rank in m["numerics"] for c in rank]
-        failed = sum(not c["ok"] for c in checks)
-        return [
-            f"{m['model']} / {m['variant']}: {m['world_size']} ranks on {m['gpu_name'] or m['device']}, "
-            f"{len(m['step_times_ms'][0])} profiled steps, profiler {m['profiler']}",
-            f"step time mean {sum(times) / len(times):.3f} ms; numerics failed in {failed} of {len(checks)} "
-            f"rank-steps (baseline: {m['baseline']})",
-            f"wrote {self.out_dir} (overlap region: {m['overlap_region']})",
-        ]
+        """Deprecated: use summary_lines(outcome) (the command line moves it into a renderer)."""
+        return summary_lines(self)
 
 
-def run_model(request: RunRequest, command: list[str]) -> RunOutcome:
-    """Run a reference model and write its traces and run.json. BadInput before anything starts,
-    RunFailed when a rank or the profiler fails."""
+def summary_lines(outcome: RunOutcome) -> list[str]:
+    """Three lines: what ran where, step time and numerics, what was written."""
+    m = outcome.manifest
+    times = [t for rank in m["step_times_ms"] for t in rank]
+    checks = [c for rank in m["numerics"] for c in rank]
+    failed = sum(c["ok"] is False for c in checks)
+    unchecked = sum(c["ok"] is None for c in checks)
+    numerics = (f"numerics failed in {failed} of {len(checks)} rank-steps (baseline: {m['baseline']})"
+                if unchecked < len(checks) else "numerics not checked (the workload has no check)")
+    region = m["overlap_region"] or "none declared"
+    return [
+        f"{m['model']} / {m['variant']}: {m['world_size']} ranks on {m['gpu_name'] or m['device']}, "
+        f"{len(m['step_times_ms'][0])} profiled steps, profiler {m['profiler']}",
+        f"step time mean {sum(times) / len(times):.3f} ms; {numerics}",
+        f"wrote {outcome.out_dir} (overlap region: {region})",
+    ]
+
+
+def run_model(request: RunRequest, command: list[str] | None = None) -> RunOutcome:
+    """Run a workload and write its traces and run.json. BadInput before anything starts, RunFailed when
+    a rank or the profiler fails. `command`: what run.json records (default: request.command_line())."""
     work = plan(request)
     out = Path(work.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,7 +64,7 @@ def run_model(request: RunRequest, command: list[str]) -> RunOutcome:
         else:
             execute(work)
         ranks = _read_rank_results(work)
-    manifest = build_manifest(work, ranks, command)
+    manifest = build_manifest(work, ranks, command or request.command_line())
     write_manifest(out, manifest)
     return RunOutcome(out, manifest)
 
@@ -97,9 +111,12 @@ def _run_under_nsys(work: Workload, tmp: Path, sqlite_out: Path) -> None:
     spec.write_text(json.dumps(work.to_dict()))
     report = tmp / "trace"
     argv = [sys.executable, "-m", "overlapscope.capture.workload", str(spec)]
-    proc = subprocess.run(profile_command(nsys, report, argv), capture_output=True, text=True)
+    # the workload's module must import there as here (a user's package found through this sys.path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run(profile_command(nsys, report, argv), capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise RunFailed(f"the workload under nsys exited with {proc.returncode}: {last_line(proc.stderr or proc.stdout)}")
+        raise RunFailed(f"the workload under nsys exited with {proc.returncode}: "
+                        f"{last_line(proc.stderr or proc.stdout)}")
     rep = report.with_suffix(".nsys-rep")
     if not rep.is_file():
         raise RunFailed(f"nsys wrote no report ({last_line(proc.stderr or proc.stdout)})")

@@ -1,4 +1,4 @@
-"""What every rank does: build the model, warm each code path up, profile the steps, report.
+"""What every rank does: build the workload, warm each code path up, profile the steps, report.
 
 Lazy module loading and first-use set-up (a kernel's module, a NCCL communicator, a stream's cuBLAS
 workspace) can stall the host for tens of milliseconds the first time a path runs, which hides races
@@ -10,67 +10,76 @@ Rank side: torch is imported inside.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .environment import environment
 from .pacing import HEAD_START_GROWTH, HEAD_START_MARGIN_MS, StepClock
 from .plan import Workload
 from .profilers import open_session
-
-if TYPE_CHECKING:
-    from reference_models.common import ReferenceModel
+from .workloads import check_result, load_factory
 
 COMPONENT_REPEATS = 20
 
 
 def run_rank(ctx: Any, work: Workload) -> None:
-    import reference_models
-
-    model: ReferenceModel = reference_models.load(work.model).build(work.config, ctx, work.variant)
+    model = _build(ctx, work)
     try:
         clock = StepClock(ctx, work.head_start, work.profiler)
         for step in range(work.warmup):
-            clock.run(lambda: model.forward(step))
-            model.check(step)
-        clock.start_profiling()
+            clock.warmed(clock.run(lambda: model.forward(step)))
+            _check(model, step)
+        session = open_session(work.profiler, Path(work.out_dir), ctx.rank, work.steps, ctx.streams.cuda)
+        clock.start_profiling(recorded=session.warmup_steps == 0)
         ctx.barrier()
         record: dict[str, list[Any]] = {"step_times_ms": [], "launch_times_ms": [], "head_start_ms": [],
                                         "numerics": []}
-        with open_session(work.profiler, Path(work.out_dir), ctx.rank, work.steps, ctx.streams.cuda) as session:
+        with session:
             for i in range(session.warmup_steps + work.steps):
                 step = work.warmup + i
                 with session.step():
                     timing = clock.run(lambda: model.forward(step))
-                    result = model.check(step)
-                clock.grow()
+                    result = _check(model, step)
+                clock.grow(timing)
                 if i >= session.warmup_steps:
                     record["step_times_ms"].append(round(timing.step_ms, 4))
                     record["launch_times_ms"].append(round(timing.launch_ms, 4))
                     record["head_start_ms"].append(round(timing.head_start_ms, 4))
-                    record["numerics"].append({"ok": result.numerics_ok, "detail": result.detail,
-                                               "max_abs_err": _finite_or_none(result.max_abs_err)})
+                    record["numerics"].append(result)
         ctx.barrier()
-        _write(work, ctx.rank, {**record, **environment(ctx.device)})
+        fed = None if clock.fed_ms is None else round(clock.fed_ms, 4)
+        _write(work, ctx.rank, {**record, "fed_step_ms": fed, **environment(ctx.device)})
     finally:
-        model.close()
+        _close(model)
 
 
 def time_components(ctx: Any, work: Workload) -> None:
-    """Each overlapped part of the model alone: GPU ms per run, and the host's ms to launch it."""
-    import reference_models
-
-    model: ReferenceModel = reference_models.load(work.model).build(work.config, ctx, work.variant)
+    """Each overlapped part of the workload alone: GPU ms per run, and the host's ms to launch it."""
+    model = _build(ctx, work)
     try:
         clock = StepClock(ctx, head_start=True, profiler="none")
         for step in range(work.warmup):
-            clock.run(lambda: model.forward(step))
-        timings = {name: _time(fn, ctx, clock) for name, fn in model.components().items()}
+            clock.warmed(clock.run(lambda: model.forward(step)))
+        parts = model.components() if hasattr(model, "components") else {}
+        timings = {name: _time(fn, ctx, clock) for name, fn in parts.items()}
         _write(work, ctx.rank, {"components_ms": timings, **environment(ctx.device)})
     finally:
+        _close(model)
+
+
+def _build(ctx: Any, work: Workload) -> Any:
+    return load_factory(work.target)(work.config, ctx, work.variant)
+
+
+def _check(model: Any, step: int) -> dict[str, Any]:
+    """The step's numerics as run.json records them (not checked when the workload has no check)."""
+    return check_result(model.check(step) if hasattr(model, "check") else None)
+
+
+def _close(model: Any) -> None:
+    if hasattr(model, "close"):
         model.close()
 
 
@@ -100,10 +109,6 @@ def _time(fn: Callable[[], None], ctx: Any, clock: StepClock) -> dict[str, float
     end.record()
     end.synchronize()
     return {"gpu": begin.elapsed_time(end) / COMPONENT_REPEATS, "launch": launch_ms / COMPONENT_REPEATS}
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def _write(work: Workload, rank: int, data: dict[str, Any]) -> None:

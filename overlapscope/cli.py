@@ -49,6 +49,8 @@ RegionOpt = Annotated[Optional[list[str]], typer.Option("--region", help="Regex 
 CommPatternOpt = Annotated[Optional[list[str]], typer.Option("--comm-pattern", help="Extra regex naming communication kernels; repeatable.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DbOpt = Annotated[Optional[Path], typer.Option("--db", help="SQLite history database: record this run and its numbers (created if missing).")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude-kernel", help="Regex of kernels to leave out of every view and total (pacing, sleep, warm-up); repeatable.")]
+PresetOpt = Annotated[Optional[list[str]], typer.Option("--preset", help="An engine's regions: sglang-tbo, vllm or atom (docs/presets.md); repeatable.")]
 RankOpt = Annotated[Optional[list[str]], typer.Option("--rank", help="FILE=N: the rank of a trace file whose rank cannot be told from it; repeatable.")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache directory (default: $OVERLAPSCOPE_CACHE or ~/.cache/overlapscope).")]
 
@@ -57,7 +59,8 @@ FLAGS = {"region": "--region", "comm_patterns": "--comm-pattern", "jobs": "--job
          "scheduler": "--scheduler", "memory_budget": "--memory-budget", "min_overlap": "--min-overlap",
          "max_races": "--max-races", "regions": "--region", "model": "MODEL", "variant": "--variant",
          "world_size": "--world-size", "profiler": "--profiler", "device": "--device", "overrides": "--set",
-         "last": "--last", "ranks": "--rank"}
+         "last": "--last", "ranks": "--rank", "exclude_kernels": "--exclude-kernel",
+         "preset": "--preset"}
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -108,14 +111,19 @@ def analyze(
     memory_budget: Annotated[Optional[str], typer.Option(envvar="OVERLAPSCOPE_MEMORY_BUDGET", help="Memory for reading on this machine, e.g. 1G: bounds the JSON text decoded per step.", show_default=False)] = None,
     skew: Annotated[bool, typer.Option("--skew", help="Match collectives across ranks: report kernels that waited for a late peer, and overlap without that waiting.")] = False,
     rank: RankOpt = None,
+    exclude_kernel: ExcludeOpt = None,
+    preset: PresetOpt = None,
+    copy_comm: Annotated[bool, typer.Option("--copy-comm", help="Count peer-to-peer copies between GPUs as communication.")] = False,
+    top: Annotated[int, typer.Option("--top", min=0, help="Exposed communication kernels listed in --json (worst first).")] = 20,
 ) -> None:
-    """How much communication is hidden under compute: per rank, region and profiler step."""
+    """How much communication is hidden under compute: per rank, region and profiler step, and where it is exposed."""
     from . import commands
     from .renderers import render
 
     run = with_progress(commands.analyze, paths, region or [], comm_pattern or [], jobs=jobs, executor=executor,
                         scheduler=scheduler, use_cache=not no_cache, cache_dir=cache_dir,
-                        memory_budget=memory_budget, skew=skew, ranks=rank or [])
+                        memory_budget=memory_budget, skew=skew, ranks=rank or [], exclude_kernels=exclude_kernel or [],
+                        copy_comm=copy_comm, presets=preset or [], top=top)
     warn(run.facts.notes, "note")
     render(run, "json" if json else "console")
     if problem := run.analysis.nothing_measured():
@@ -159,12 +167,15 @@ def report(
     comm_pattern: CommPatternOpt = None,
     db: Annotated[Optional[Path], typer.Option("--db", help="History database to draw the trend from (read only).")] = None,
     rank: RankOpt = None,
+    exclude_kernel: ExcludeOpt = None,
+    preset: PresetOpt = None,
 ) -> None:
     """One self-contained HTML page (works offline): summary, timelines, profiler steps, races, run facts."""
     from . import commands
     from .renderers import render
 
-    page = with_progress(commands.report, paths, output, region or [], comm_pattern or [], db=db, ranks=rank or [])
+    page = with_progress(commands.report, paths, output, region or [], comm_pattern or [], db=db, ranks=rank or [],
+                         exclude_kernels=exclude_kernel or [], presets=preset or [])
     if problem := page.analysis.nothing_measured():
         warn([problem])
     render(page)
@@ -183,6 +194,8 @@ def gate(
     comm_pattern: CommPatternOpt = None,
     db: DbOpt = None,
     rank: RankOpt = None,
+    exclude_kernel: ExcludeOpt = None,
+    preset: PresetOpt = None,
 ) -> None:
     """Check overlap floors and race limits on every rank: exit 0 pass, 1 fail, 2 bad input."""
     from . import commands
@@ -191,7 +204,8 @@ def gate(
     from .renderers.markdown import gate_markdown
 
     result = with_progress(commands.gate, paths, min_overlap, region or [], max_races, config, comm_pattern or [],
-                           allow_unchecked=allow_unchecked, db=db, ranks=rank or [])
+                           allow_unchecked=allow_unchecked, db=db, ranks=rank or [], exclude_kernels=exclude_kernel or [],
+                           presets=preset or [])
     for path, write in ((junit, gate_junit), (markdown, gate_markdown)):
         if path is not None:
             try:
@@ -209,12 +223,15 @@ def diff(
     region: RegionOpt = None,
     comm_pattern: CommPatternOpt = None,
     json: JsonOpt = False,
+    exclude_kernel: ExcludeOpt = None,
+    preset: PresetOpt = None,
 ) -> None:
     """Before/after: overlap and exposed comm per rank and region, new and gone race findings."""
     from . import commands
     from .renderers import render
 
-    render(call(commands.diff, before, after, region or [], comm_pattern or []), "json" if json else "console")
+    result = call(commands.diff, before, after, region or [], comm_pattern or [], exclude_kernel or [], preset or [])
+    render(result, "json" if json else "console")
 
 
 @app.command()
@@ -243,6 +260,41 @@ def races(paths: PathsArg, comm_pattern: CommPatternOpt = None, json: JsonOpt = 
         warn([f"not checked: {note}" for note in report.notes])
     verdict = getattr(report, "verdict", "races" if report.findings else "none")
     raise typer.Exit({"races": EXIT_FINDINGS, "none": 0, "not checked": EXIT_NOT_CHECKED}[verdict])
+
+
+@app.command()
+def ranges(
+    paths: PathsArg,
+    comm_pattern: CommPatternOpt = None,
+    cpu_ops: Annotated[bool, typer.Option("--cpu-ops", help="List PyTorch operator ranges (cpu_op) too.")] = False,
+    json: JsonOpt = False,
+    rank: RankOpt = None,
+) -> None:
+    """What --region can match: host range names, counts, nesting depth and the communication they launch."""
+    from . import commands
+    from .renderers import render
+
+    table = with_progress(commands.ranges, paths, comm_pattern or [], include_cpu_ops=cpu_ops, ranks=rank or [])
+    render(table, "json" if json else "console")
+
+
+@app.command()
+def export(
+    paths: PathsArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="FILE.json (one file, ui.perfetto.dev / chrome://tracing) or a directory (one file per rank).", show_default=False)],
+    region: RegionOpt = None,
+    comm_pattern: CommPatternOpt = None,
+    no_races: Annotated[bool, typer.Option("--no-races", help="Skip the race check (no race arrows).")] = False,
+    rank: RankOpt = None,
+) -> None:
+    """A Chrome/Perfetto trace of the run with comm hidden/exposed, region, step and race tracks."""
+    from . import commands
+    from .renderers import render
+
+    result = with_progress(commands.export, paths, output, region or [], comm_pattern or [], ranks=rank or [],
+                           with_races=not no_races)
+    warn(result.caveats)
+    render(result)
 
 
 cache_app = typer.Typer(help="The columnar cache of read trace files: show or clear it.", no_args_is_help=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .history import Trend
     from .pipeline import RunAnalysis
     from .races.findings import RaceReport
+    from .ranges import RangeTable
     from .report import Report
     from .trace.load import ProgressFn
     from .trace.model import Trace
@@ -37,6 +38,19 @@ def _patterns(comm_patterns: Sequence[str], config: Path | None = None) -> list[
     return [*load_config(config).comm_patterns, *comm_patterns]
 
 
+def _excluded(exclude_kernels: Sequence[str], config: Path | None = None) -> tuple[str, ...]:
+    """The configured kernels to leave out, then the ones given (run.json's are added when read)."""
+    from .config import load_config
+
+    return tuple(dict.fromkeys([*load_config(config).exclude_kernels, *exclude_kernels]))
+
+
+def _regions(regions: Sequence[str], presets: Sequence[str]) -> list[str]:
+    from .presets import expand_regions
+
+    return expand_regions(list(regions), list(presets)) if presets else list(regions)
+
+
 def parse_ranks(items: Sequence[str]) -> tuple[tuple[str, int], ...]:
     """FILE=N items (the user's ranks for files whose rank cannot be told) as (FILE, N) pairs."""
     out = []
@@ -49,24 +63,30 @@ def parse_ranks(items: Sequence[str]) -> tuple[tuple[str, int], ...]:
 
 
 def load_run(paths: Paths, comm_patterns: Sequence[str] = (), config: Path | None = None,
-             on_progress: ProgressFn | None = None, ranks: Sequence[str] = ()) -> Trace:
-    """A run, with the project's configured communication patterns."""
+             on_progress: ProgressFn | None = None, ranks: Sequence[str] = (), exclude_kernels: Sequence[str] = (),
+             copy_comm: bool = False) -> Trace:
+    """A run, with the project's configured communication patterns and kernels to leave out."""
     from .pipeline import ScaleOptions, load
 
-    return load(paths, _patterns(comm_patterns, config), on_progress, ScaleOptions(jobs=1, ranks=parse_ranks(ranks)))
+    options = ScaleOptions(jobs=1, ranks=parse_ranks(ranks), exclude_kernels=_excluded(exclude_kernels, config),
+                           copy_comm=copy_comm)
+    return load(paths, _patterns(comm_patterns, config), on_progress, options)
 
 
 def analyze(paths: Paths, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (), *,
             jobs: int | None = None, executor: str = "local", scheduler: str | None = None,
             use_cache: bool = True, cache_dir: Path | None = None, memory_budget: str | None = None,
-            skew: bool = False, ranks: Sequence[str] = (), on_progress: ProgressFn | None = None) -> RunAnalysis:
+            skew: bool = False, ranks: Sequence[str] = (), exclude_kernels: Sequence[str] = (),
+            copy_comm: bool = False, presets: Sequence[str] = (), top: int = 20,
+            on_progress: ProgressFn | None = None) -> RunAnalysis:
     """Overlap per rank, region and profiler step (and, with skew, the stragglers)."""
     from .pipeline import ScaleOptions, analyze_run, parse_size
 
     options = ScaleOptions(jobs=jobs, executor=executor, scheduler=scheduler, skew=skew, use_cache=use_cache,
-                           cache_dir=cache_dir, ranks=parse_ranks(ranks),
+                           cache_dir=cache_dir, ranks=parse_ranks(ranks), copy_comm=copy_comm,
+                           exclude_kernels=_excluded(exclude_kernels),
                            memory_budget=None if memory_budget is None else parse_size(memory_budget))
-    return analyze_run(paths, regions, _patterns(comm_patterns), options, on_progress)
+    return analyze_run(paths, _regions(regions, presets), _patterns(comm_patterns), options, on_progress, top)
 
 
 def races(paths: Paths, comm_patterns: Sequence[str] = (), ranks: Sequence[str] = (),
@@ -78,7 +98,8 @@ def races(paths: Paths, comm_patterns: Sequence[str] = (), ranks: Sequence[str] 
 
 
 def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (),
-           db: Path | None = None, ranks: Sequence[str] = (), on_progress: ProgressFn | None = None) -> Report:
+           db: Path | None = None, ranks: Sequence[str] = (), exclude_kernels: Sequence[str] = (),
+           presets: Sequence[str] = (), on_progress: ProgressFn | None = None) -> Report:
     """Write the HTML report of a run to `output` (never onto one of the run's own files)."""
     from .history import read_trend
     from .renderers.html import write_html
@@ -88,7 +109,8 @@ def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_pattern
     if not output.parent.is_dir():
         raise BadInput(output, "its directory does not exist")
     trend = read_trend(db) if db is not None else None
-    page = build_report(load_run(paths, comm_patterns, on_progress=on_progress, ranks=ranks), regions, trend=trend)
+    trace = load_run(paths, comm_patterns, on_progress=on_progress, ranks=ranks, exclude_kernels=exclude_kernels)
+    page = build_report(trace, _regions(regions, presets), trend=trend)
     try:
         write_html(page, output)
     except OSError as e:
@@ -98,13 +120,15 @@ def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_pattern
 
 def gate(paths: Paths, min_overlap: float | None = None, regions: Sequence[str] = (), max_races: int | None = None,
          config: Path | None = None, comm_patterns: Sequence[str] = (), allow_unchecked: bool = False,
-         db: Path | None = None, ranks: Sequence[str] = (), on_progress: ProgressFn | None = None) -> GateResult:
+         db: Path | None = None, ranks: Sequence[str] = (), exclude_kernels: Sequence[str] = (),
+         presets: Sequence[str] = (), on_progress: ProgressFn | None = None) -> GateResult:
     """Every threshold of the flags (or the configuration) checked on every rank."""
     from .config import load_config
     from .gate import evaluate_gate, gate_settings
 
-    settings = gate_settings(load_config(config).gate, min_overlap, list(regions), max_races, allow_unchecked)
-    trace = load_run(paths, comm_patterns, config, on_progress, ranks)
+    settings = gate_settings(load_config(config).gate, min_overlap, _regions(regions, presets), max_races,
+                             allow_unchecked)
+    trace = load_run(paths, comm_patterns, config, on_progress, ranks, exclude_kernels)
     result = evaluate_gate(trace, settings)
     if db is not None:
         from .history import record_run
@@ -113,11 +137,56 @@ def gate(paths: Paths, min_overlap: float | None = None, regions: Sequence[str] 
     return result
 
 
-def diff(before: Path, after: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = ()) -> Diff:
+def diff(before: Path, after: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (),
+         exclude_kernels: Sequence[str] = (), presets: Sequence[str] = ()) -> Diff:
     """Before/after: overlap and exposed comm per rank and scope, new and gone race findings."""
     from .diff import diff_runs
 
-    return diff_runs(load_run([before], comm_patterns), load_run([after], comm_patterns), regions)
+    def side(path: Path) -> Trace:
+        return load_run([path], comm_patterns, exclude_kernels=exclude_kernels)
+
+    return diff_runs(side(before), side(after), _regions(regions, presets))
+
+
+def ranges(paths: Paths, comm_patterns: Sequence[str] = (), include_cpu_ops: bool = False,
+           ranks: Sequence[str] = (), on_progress: ProgressFn | None = None) -> RangeTable:
+    """The host range names of a run (what --region can match) with the communication they launch."""
+    from .ranges import list_ranges
+
+    return list_ranges(load_run(paths, comm_patterns, on_progress=on_progress, ranks=ranks),
+                       include_cpu_ops=include_cpu_ops)
+
+
+@dataclass
+class Exported:
+    """`overlapscope export`: the files written, and why a single file may not round-trip exactly."""
+
+    files: list[Path]
+    caveats: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": [str(f) for f in self.files], "caveats": list(self.caveats)}
+
+
+def export(paths: Paths, output: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (),
+           ranks: Sequence[str] = (), with_races: bool = True, on_progress: ProgressFn | None = None) -> Exported:
+    """A Chrome/Perfetto trace of the run with overlap tracks (docs/export.md)."""
+    from .export import export_trace, write_export
+
+    _refuse_to_overwrite_inputs(output, paths)
+    trace = load_run(paths, comm_patterns, on_progress=on_progress, ranks=ranks)
+    findings = None
+    if with_races:
+        from .races import check_races
+
+        findings = check_races(trace).findings
+    data = export_trace(trace, findings=findings, regions=list(regions))
+    try:
+        files = write_export(data, output)
+    except OSError as e:
+        raise BadInput(output, f"cannot write: {e.strerror}") from None
+    single = output.suffix == ".json" or output.name.endswith(".json.gz")
+    return Exported(files, list(data.get("overlapscope", {}).get("one_file", [])) if single else [])
 
 
 def history(db: Path, last: int = 20) -> Trend:

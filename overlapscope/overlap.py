@@ -12,14 +12,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import intervals as iv
-from .trace.links import LaunchPoints, host_ranges, launch_points, launched_inside
+from .trace.links import host_ranges, launch_points, launched_inside, steps_of
 from .trace.model import Trace
 from .trace.names import compile_all, names_matching
+from .trace.taxonomy import looks_like_comm, suggested_pattern
 
 
 def percent(part_ns: int, whole_ns: int) -> float | None:
@@ -58,6 +60,7 @@ class RankRow:
     overlap_ns: int
     overlap_pct: float | None
     exposed_comm_ns: int
+    dropped_rows: dict[str, int] = field(default_factory=dict)  # malformed rows the reader left out, by kind
 
 
 @dataclass
@@ -89,103 +92,224 @@ class KernelRow:
 
 
 @dataclass
+class StepRegionRow:
+    """A region within one profiler step on one rank (with --region, the step table per region)."""
+
+    rank: int
+    step: str
+    region: str
+    comm_ns: int
+    overlap_ns: int
+    overlap_pct: float | None
+    exposed_comm_ns: int
+
+
+@dataclass
+class FamilyRow:
+    """The communication of one family (trace/taxonomy.py) on one rank: "fused" kernels are
+    reported here and counted neither as comm nor as compute."""
+
+    rank: int
+    family: str
+    op_class: str  # "comm" | "fused"
+    kernels: int
+    time_ns: int  # union of the family's kernels on the rank
+
+
+@dataclass
+class SuspectRow:
+    """A kernel counted as compute whose name looks like communication, and how to count it."""
+
+    rank: int
+    kernel: str
+    kernels: int
+    time_ns: int  # sum of the launches' durations
+    comm_pattern: str  # the --comm-pattern that would count it
+
+
+@dataclass
+class ExposedRow:
+    """One communication kernel instance and how much of it no compute hid (attribution.py)."""
+
+    rank: int
+    step: str
+    range_path: str  # the user's host ranges around its launch, outermost first, joined by " > "
+    kernel: str
+    stream: int
+    start_ns: int
+    end_ns: int
+    comm_ns: int
+    exposed_ns: int
+
+
+@dataclass
+class PathRow:
+    """A node of the exposed tree: the comm launched under a range path (descendants included)."""
+
+    rank: int
+    path: str
+    depth: int
+    comm_ns: int
+    exposed_ns: int
+    instances: int
+
+
+_ROW_LISTS = ("ranks", "regions", "steps", "region_steps", "families", "suspects", "exposed", "exposed_paths")
+DEFAULT_TOP = 20
+
+
+@dataclass
 class Analysis:
     ranks: list[RankRow] = field(default_factory=list)
     regions: list[ScopeRow] = field(default_factory=list)
     steps: list[ScopeRow] = field(default_factory=list)
+    region_steps: list[StepRegionRow] = field(default_factory=list)
+    families: list[FamilyRow] = field(default_factory=list)
+    suspects: list[SuspectRow] = field(default_factory=list)
+    exposed: list[ExposedRow] = field(default_factory=list)  # the worst instances, up to `top`
+    exposed_paths: list[PathRow] = field(default_factory=list)  # the exposed tree's worst nodes, up to `top` per rank
+    top: int = DEFAULT_TOP
 
     def nothing_measured(self) -> str | None:
         """Why no overlap number exists for this run at all, or None when one does."""
         if not any(r.compute_ns or r.comm_ns for r in self.ranks):
             return "no GPU kernels in the trace: nothing to measure"
         if not any(r.comm_ns for r in self.ranks):
+            if self.suspects:
+                s = max(self.suspects, key=lambda r: r.time_ns)
+                return (f"no communication kernel recognised, but {len({x.kernel for x in self.suspects})} kernel "
+                        f"name(s) look like communication (e.g. {s.kernel[:80]!r}): if it is, pass "
+                        f"--comm-pattern {s.comm_pattern!r}; until then overlap is not applicable (null)")
             return "no communication kernels in the trace: overlap is not applicable (null)"
         return None
 
+    def _map(self, fn) -> Analysis:
+        return Analysis(**{name: [fn(row) for row in getattr(self, name)] for name in _ROW_LISTS}, top=self.top)
+
     def renumbered(self, by: int) -> Analysis:
         """The same rows with rank numbers moved up by `by`."""
-        if not by:
-            return self
-        return Analysis(*([dataclasses.replace(row, rank=row.rank + by) for row in rows]
-                          for rows in (self.ranks, self.regions, self.steps)))
+        return self if not by else self._map(lambda row: dataclasses.replace(row, rank=row.rank + by))
 
     def with_source(self, old: str, new: str) -> Analysis:
-        ranks = [dataclasses.replace(r, source=new) if r.source == old else r for r in self.ranks]
-        return Analysis(ranks, self.regions, self.steps)
+        return self._map(lambda row: dataclasses.replace(row, source=new)
+                         if getattr(row, "source", None) == old else row)
 
     @classmethod
     def joined(cls, parts: list[Analysis]) -> Analysis:
         """Rows of several files' analyses in rank order, each rank's rows in the order `analyze` gives them."""
-        def by_rank(row: RankRow | ScopeRow) -> int:
+        def by_rank(row: Any) -> int:
             return row.rank
 
-        return cls(ranks=sorted((r for p in parts for r in p.ranks), key=by_rank),
-                   regions=sorted((r for p in parts for r in p.regions), key=by_rank),
-                   steps=sorted((r for p in parts for r in p.steps), key=by_rank))
+        top = max((p.top for p in parts), default=DEFAULT_TOP)
+        out = cls(**{name: sorted((r for p in parts for r in getattr(p, name)), key=by_rank) for name in _ROW_LISTS},
+                  top=top)
+        out.exposed = _worst(out.exposed, top)
+        return out
 
     def to_dict(self) -> dict:
-        return {
-            "ranks": [asdict(r) for r in self.ranks],
-            "regions": [asdict(r) for r in self.regions],
-            "steps": [asdict(r) for r in self.steps],
-        }
+        return {name: [asdict(r) for r in getattr(self, name)] for name in _ROW_LISTS}
 
 
-def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = ()) -> Analysis:
-    """The overlap table of a run: whole trace per rank, each `--region` regex, each profiler step."""
+def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = (), top: int = DEFAULT_TOP) -> Analysis:
+    """The overlap table of a run: whole trace per rank, each region regex, each profiler step
+    (and, with regions, each region within each step), communication per family and the kernels
+    that look like communication but are counted as compute."""
     patterns = compile_regions(regions)
     launch = launch_points(trace)
-    out = Analysis()
+    step_of = steps_of(trace, launch)
+    ops = trace.gpu_ops
+    op_class = ops["op_class"].to_numpy()
+    out = Analysis(top=top)
+    _attributed(trace, out)
     for info in trace.ranks:
-        ops = trace.gpu_ops
         mine = (ops["rank"] == info.rank).to_numpy()
-        comm = mine & (ops["op_class"] == "comm").to_numpy()
-        compute_set = _union_of(ops, mine & (ops["op_class"] == "compute").to_numpy())
+        comm = mine & (op_class == "comm")
+        compute_set = _union_of(ops, mine & (op_class == "compute"))
         whole = overlap_of(_union_of(ops, comm), compute_set)
         out.ranks.append(RankRow(info.rank, info.source, info.device, whole.comm_ns, whole.compute_ns,
-                                 whole.overlap_ns, whole.overlap_pct, whole.exposed_comm_ns))
+                                 whole.overlap_ns, whole.overlap_pct, whole.exposed_comm_ns, dict(info.dropped_rows)))
         rank_ranges = host_ranges(trace.ranges[trace.ranges["rank"].to_numpy() == info.rank])
+        steps = rank_ranges[rank_ranges["source"] == "profiler_step"]
+        step_ranges = steps["name"].astype(str).value_counts()
+        out.steps.extend(_step_rows(info.rank, ops, comm, step_of, step_ranges, compute_set))
         for regex, pattern in zip(regions, patterns):
             matched = rank_ranges[names_matching(rank_ranges["name"], pattern)]
             inside = comm & launched_inside(launch, matched)
             out.regions.append(_scope_row(info.rank, regex, len(matched), _union_of(ops, inside), compute_set))
-        steps = rank_ranges[rank_ranges["source"] == "profiler_step"]
-        out.steps.extend(_step_rows(info.rank, ops, comm, launch, steps, compute_set))
+            out.region_steps.extend(StepRegionRow(info.rank, row.region, regex, row.comm_ns, row.overlap_ns,
+                                                  row.overlap_pct, row.exposed_comm_ns)
+                                    for row in _step_rows(info.rank, ops, inside, step_of, step_ranges, compute_set))
+        out.families.extend(_family_rows(info.rank, ops, mine))
+        out.suspects.extend(_suspect_rows(info.rank, ops, mine & (op_class == "compute")))
     return out
 
 
-def _step_rows(rank: int, ops: pd.DataFrame, comm: np.ndarray, launch: LaunchPoints, steps: pd.DataFrame,
+def _attributed(trace: Trace, out: Analysis) -> None:
+    """The worst exposed instances and the worst nodes of each rank's exposed tree."""
+    from .attribution import attribute
+
+    found = attribute(trace)
+    out.exposed = [ExposedRow(**{k: _plain(v) for k, v in row.items()})
+                   for row in found.worst(out.top)[list(ExposedRow.__dataclass_fields__)].to_dict("records")]
+    paths = found.by_path()
+    paths = paths[paths["depth"] >= 1].sort_values(["rank", "exposed_ns"], ascending=[True, False], kind="stable")
+    paths = paths.groupby("rank", sort=False).head(out.top)
+    out.exposed_paths = [PathRow(**{k: _plain(v) for k, v in row.items()})
+                         for row in paths[list(PathRow.__dataclass_fields__)].to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value) if not isinstance(value, (int, str)) else value
+
+
+def _worst(rows: list[ExposedRow], top: int) -> list[ExposedRow]:
+    return sorted(rows, key=lambda r: (-r.exposed_ns, r.start_ns, r.rank))[:top]
+
+
+def _step_rows(rank: int, ops: pd.DataFrame, comm: np.ndarray, step_of: pd.Categorical, step_ranges: pd.Series,
                compute: iv.IntervalSet) -> list[ScopeRow]:
-    """One row per ProfilerStep name, in one pass: each comm op is assigned its step, then each
-    step's comm is intersected only with the compute inside that comm's span (steps × ops would
-    cost seconds on a million ops)."""
-    if len(steps) == 0:
+    """One row per ProfilerStep name of the rank, in one pass: each comm op's step is known, then
+    each step's comm is intersected only with the compute inside that comm's span (steps × ops
+    would cost seconds on a million ops)."""
+    if not len(step_ranges):
         return []
-    names = steps["name"].astype(str).to_numpy()
-    order = pd.unique(names)
-    name_index = {n: i for i, n in enumerate(order)}
-    step_of_op = np.full(len(ops), -1, dtype=np.int64)
-    for (pid, tid), group in steps.groupby(["pid", "tid"], sort=False):
-        # steps follow each other on their thread: the step of a launch is the last one starting
-        # at or before it, provided the launch is before that step's end
-        group = group.sort_values("start")
-        ids = np.array([name_index[n] for n in group["name"].astype(str)], dtype=np.int64)
-        mine = np.flatnonzero(comm & (launch.pid == pid) & (launch.tid == tid) & (launch.rank == rank))
-        at = np.searchsorted(group["start"].to_numpy(), launch.time[mine], side="right") - 1
-        ok = at >= 0
-        ok[ok] = launch.time[mine][ok] < group["end"].to_numpy()[at[ok]]
-        step_of_op[mine[ok]] = ids[at[ok]]
+    codes = np.where(comm, step_of.codes, -1)
+    categories = list(step_of.categories)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(categories) + 1))
     starts, ends = ops["start"].to_numpy(), ops["end"].to_numpy()
-    op_order = np.argsort(step_of_op, kind="stable")
-    bounds = np.searchsorted(step_of_op[op_order], np.arange(len(order) + 1))
-    ranges_per_name = pd.Series(names).value_counts()
     rows = []
-    for i, name in enumerate(order):
-        idx = op_order[bounds[i]:bounds[i + 1]]
+    for name in step_ranges.index.sort_values(key=_step_number):  # ProfilerStep#2 before #10
+        i = categories.index(name) if name in categories else -1
+        idx = order[bounds[i]:bounds[i + 1]] if i >= 0 else np.empty(0, np.int64)
         c = iv.union(starts[idx], ends[idx])
-        k = _within(compute, c)
-        rows.append(_scope_row(rank, str(name), int(ranges_per_name[name]), c, k))
+        rows.append(_scope_row(rank, str(name), int(step_ranges[name]), c, _within(compute, c)))
     return rows
+
+
+def _step_number(names: pd.Index) -> pd.Index:
+    return names.map(lambda n: int(n.rsplit("#", 1)[-1]) if n.rsplit("#", 1)[-1].isdigit() else -1)
+
+
+def _family_rows(rank: int, ops: pd.DataFrame, mine: np.ndarray) -> list[FamilyRow]:
+    families = ops["family"].to_numpy()
+    cls = ops["op_class"].to_numpy()
+    rows = []
+    for family in sorted({f for f in families[mine] if f}):
+        these = mine & (families == family)
+        rows.append(FamilyRow(rank, str(family), str(cls[these][0]), int(these.sum()), iv.measure(_union_of(ops, these))))
+    return sorted(rows, key=lambda r: -r.time_ns)
+
+
+def _suspect_rows(rank: int, ops: pd.DataFrame, compute: np.ndarray) -> list[SuspectRow]:
+    if not compute.any():
+        return []
+    names = ops["name"].to_numpy()[compute]
+    durations = (ops["end"].to_numpy() - ops["start"].to_numpy())[compute]
+    table = pd.DataFrame({"name": names.astype(str), "d": durations}).groupby("name", sort=False)["d"].agg(["size", "sum"])
+    suspect = [n for n in table.index if looks_like_comm(n)]
+    rows = [SuspectRow(rank, n, int(table.at[n, "size"]), int(table.at[n, "sum"]), suggested_pattern(n)) for n in suspect]
+    return sorted(rows, key=lambda r: -r.time_ns)
 
 
 def _within(s: iv.IntervalSet, span_of: iv.IntervalSet) -> iv.IntervalSet:

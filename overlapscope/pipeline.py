@@ -32,10 +32,12 @@ from typing import Any, Protocol
 import pandas as pd
 
 from .errors import BadInput
-from .overlap import Analysis, analyze, compile_regions
+from .overlap import DEFAULT_TOP, Analysis, analyze, compile_regions
 from .skew import DEFAULT_THRESHOLD_NS, Skew, collective_summary, exclude_waiting, find_waiting
-from .trace.classify import classified, compile_patterns
-from .trace.load import CHUNK, ProgressFn, TraceFile, read_trace_file, run_facts, run_files, with_forced_rank
+from .trace.classify import classified, compile_patterns, without_kernels
+from .trace.load import (CHUNK, ProgressFn, TraceFile, read_trace_file, run_exclusions, run_facts, run_files,
+                         with_forced_rank)
+from .trace.names import compile_all
 from .trace.model import RankInfo, Trace
 
 MIN_CHUNK = 1 << 20
@@ -58,6 +60,8 @@ class ScaleOptions:
     skew: bool = False
     skew_threshold_ns: int = DEFAULT_THRESHOLD_NS
     ranks: tuple[tuple[str, int], ...] = ()  # --rank FILE=N: the user's rank for a file
+    exclude_kernels: tuple[str, ...] = ()  # kernels neither comm nor compute (pacing, sleep), besides run.json's
+    copy_comm: bool = False  # peer-to-peer copies count as communication
 
 
 IN_PROCESS = ScaleOptions(jobs=1)
@@ -70,6 +74,8 @@ class FileTask:
     file: TraceFile
     comm_patterns: tuple[str, ...]
     work: Callable[[Trace], Any]  # the command's per-file work: a module-level callable
+    exclude_kernels: tuple[str, ...]
+    copy_comm: bool
     use_cache: bool
     cache_dir: str | None
     chunk_size: int
@@ -106,7 +112,8 @@ def run_file(task: FileTask, on_progress: ProgressFn | None = None) -> FileResul
     """The task: read one trace file, classify its GPU ops, do the command's work on it."""
     try:
         trace = read_file(task.file, task.use_cache, task.cache_dir, task.chunk_size, on_progress)
-        trace = classified(with_forced_rank(trace, task.file), task.comm_patterns)
+        trace = classified(with_forced_rank(trace, task.file), task.comm_patterns, task.copy_comm)
+        trace = without_kernels(trace, task.exclude_kernels)
         return FileResult(trace.ranks, task.work(trace))
     except BadInput as e:
         return FileFailure(e.source, e.problem)
@@ -136,16 +143,22 @@ def read_run(paths: Sequence[str | os.PathLike[str]], work: Callable[[Trace], An
              options: ScaleOptions = IN_PROCESS, on_progress: ProgressFn | None = None) -> RunResults:
     """Every trace file of the run through `work`, on the executor `options` choose; ranks numbered once."""
     compile_patterns(comm_patterns)  # bad patterns fail before any file is read
+    compile_all(options.exclude_kernels, "exclude_kernels")
     run = run_files(paths, dict(options.ranks))
+    exclude = tuple(dict.fromkeys([*options.exclude_kernels, *run_exclusions(run)]))
     executor = executor_for(options, len(run.traces))
     cache_dir = None if options.cache_dir is None else str(options.cache_dir)
-    tasks = [FileTask(f, tuple(comm_patterns), work, options.use_cache, cache_dir,
+    tasks = [FileTask(f, tuple(comm_patterns), work, exclude, options.copy_comm, options.use_cache, cache_dir,
                       chunk_size_for(options.memory_budget, executor.workers)) for f in run.traces]
     outcomes = _checked(executor.map(tasks, on_progress))
     firsts = first_ranks(run.traces, [o.ranks for o in outcomes])
     ranks = [dataclasses.replace(r, rank=r.rank + first) for o, first in zip(outcomes, firsts) for r in o.ranks]
     values = [o.value.renumbered(first) for o, first in zip(outcomes, firsts)]
-    return RunResults(run_facts(run, ranks), values, tasks, firsts)
+    facts = run_facts(run, ranks)
+    if exclude:
+        facts = dataclasses.replace(facts, notes=(*facts.notes, "kernels matching " + ", ".join(map(repr, exclude))
+                                                  + " are left out (neither communication nor compute)"))
+    return RunResults(facts, values, tasks, firsts)
 
 
 def first_ranks(files: list[TraceFile], ranks: list[list[RankInfo]]) -> list[int]:
@@ -198,6 +211,7 @@ class AnalyseFile:
     """The per-file work of `analyze_run` (a class, so that it pickles with its settings)."""
 
     regions: tuple[str, ...]
+    top: int = DEFAULT_TOP
     with_collectives: bool = False
     waiting: pd.DataFrame | None = field(default=None, compare=False)  # second round, in the file's rank numbers
 
@@ -205,7 +219,7 @@ class AnalyseFile:
         if self.waiting is not None:
             trace = exclude_waiting(trace, self.waiting)
         collectives = collective_summary(trace) if self.with_collectives else None
-        return FileAnalysis(analyze(trace, self.regions), collectives)
+        return FileAnalysis(analyze(trace, self.regions, self.top), collectives)
 
 
 @dataclass
@@ -223,10 +237,10 @@ class RunAnalysis:
 
 def analyze_run(paths: Sequence[str | os.PathLike[str]], regions: Sequence[str] = (),
                 comm_patterns: Sequence[str] = (), options: ScaleOptions = ScaleOptions(),
-                on_progress: ProgressFn | None = None) -> RunAnalysis:
+                on_progress: ProgressFn | None = None, top: int = DEFAULT_TOP) -> RunAnalysis:
     """The overlap table of a run (and, with options.skew, its stragglers), one task per trace file."""
     compile_regions(list(regions))
-    work = AnalyseFile(tuple(regions), with_collectives=options.skew)
+    work = AnalyseFile(tuple(regions), top, with_collectives=options.skew)
     run = read_run(paths, work, comm_patterns, options, on_progress)
     out = RunAnalysis(run.facts, Analysis.joined([v.analysis for v in run.values]))
     if options.skew:

@@ -20,6 +20,8 @@ CONSOLE = {
     "GateResult": "markdown:print_gate",
     "RunResult": "console:print_run",
     "Report": "console:print_report_written",
+    "RangeTable": "console:print_ranges",
+    "Exported": "console:print_exported",
 }
 FORMATS = ("console", "json")
 

@@ -29,10 +29,70 @@ def print_analysis(analysis: Analysis, console: Console | None = None) -> None:
                       duration(r.compute_ns), duration(r.overlap_ns), pct(r.overlap_pct, "n/a (no comm)"),
                       duration(r.exposed_comm_ns), console_text(Path(r.source).name))
     console.print(table)
+    if analysis.families:
+        console.print(_families_table(analysis))
     if analysis.regions:
         console.print(_scope_table("Per region", "region", analysis.regions))
     if analysis.steps:
-        console.print(_scope_table("Per profiler step", "step", analysis.steps))
+        console.print(_scope_table("Per profiler step (launches from any thread of the process)", "step",
+                                   analysis.steps))
+    if analysis.region_steps:
+        console.print(_region_steps_table(analysis))
+    if analysis.exposed:
+        console.print(_exposed_table(analysis))
+    if analysis.suspects:
+        console.print(_suspects_table(analysis))
+    for r in analysis.ranks:
+        for what, count in r.dropped_rows.items():
+            console.print(f"[yellow]rank {r.rank}: {count:,} {console_text(what)} left out (malformed)[/]")
+
+
+def _families_table(analysis: Analysis) -> Table:
+    table = Table(title="Communication per family (fused: communication inside a compute kernel, counted as neither)")
+    for col in ("rank", "family", "class", "kernels", "time"):
+        table.add_column(col, justify="left" if col in ("family", "class") else "right")
+    for f in analysis.families:
+        table.add_row(str(f.rank), console_text(f.family), f.op_class, f"{f.kernels:,}", duration(f.time_ns))
+    return table
+
+
+def _region_steps_table(analysis: Analysis) -> Table:
+    table = Table(title="Per profiler step and region")
+    for col in ("rank", "step", "region", "comm", "overlap", "exposed comm"):
+        table.add_column(col, justify="left" if col in ("step", "region") else "right", overflow="fold")
+    for r in analysis.region_steps:
+        table.add_row(str(r.rank), console_text(r.step), console_text(r.region), duration(r.comm_ns),
+                      pct(r.overlap_pct, "n/a (no comm)"), duration(r.exposed_comm_ns))
+    return table
+
+
+def _exposed_table(analysis: Analysis, most: int = 5) -> Table:
+    table = Table(title=f"Where communication stays exposed: the {min(most, len(analysis.exposed))} worst kernels "
+                        "(--json lists more), then the worst range paths")
+    for col in ("rank", "step", "launched in", "kernel", "stream", "comm", "exposed"):
+        table.add_column(col, justify="right" if col in ("rank", "stream", "comm", "exposed") else "left",
+                         overflow="fold")
+    for e in analysis.exposed[:most]:
+        table.add_row(str(e.rank), console_text(e.step or "-"), console_text(e.range_path or "-"),
+                      console_text(_short(e.kernel)), str(e.stream), duration(e.comm_ns), duration(e.exposed_ns))
+    worst_paths = sorted(analysis.exposed_paths, key=lambda p: -p.exposed_ns)[:most]
+    if worst_paths:
+        table.add_section()
+        for p in worst_paths:
+            table.add_row(str(p.rank), "all steps", console_text(p.path), f"{p.instances:,} kernels", "",
+                          duration(p.comm_ns), duration(p.exposed_ns))
+    return table
+
+
+def _suspects_table(analysis: Analysis) -> Table:
+    table = Table(title="Counted as compute, but the names look like communication: if they are, count them with "
+                        "--comm-pattern")
+    for col in ("rank", "kernel", "launches", "time", "--comm-pattern"):
+        table.add_column(col, justify="right" if col in ("rank", "launches", "time") else "left", overflow="fold")
+    for s in analysis.suspects:
+        table.add_row(str(s.rank), console_text(_short(s.kernel)), f"{s.kernels:,}", duration(s.time_ns),
+                      console_text(repr(s.comm_pattern)))
+    return table
 
 
 def _scope_table(title: str, label: str, rows: list[ScopeRow]) -> Table:
@@ -45,6 +105,10 @@ def _scope_table(title: str, label: str, rows: list[ScopeRow]) -> Table:
         table.add_row(str(r.rank), console_text(r.region), str(r.ranges), duration(r.comm_ns), duration(r.overlap_ns),
                       shown, duration(r.exposed_comm_ns))
     return table
+
+
+def _short(name: str, limit: int = 90) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"
 
 
 def print_run_analysis(run: Any, console: Console | None = None) -> None:
@@ -93,3 +157,24 @@ def print_run(result: Any, console: Console | None = None) -> None:
 
 def print_report_written(report: Any, console: Console | None = None) -> None:
     (console or make_console()).print(f"report written to {console_text(report.path)}")
+
+
+def print_ranges(table: Any, console: Console | None = None) -> None:
+    """`ranges`: every host range name with what it launched, and the regex that selects it."""
+    from ..ranges import suggested_regex
+
+    console = console or make_console()
+    out = Table(title="Host ranges (what --region matches), those that launch communication first")
+    for col in ("name", "source", "ranges", "ranks", "depth", "comm kernels", "comm", "--region"):
+        out.add_column(col, justify="right" if col in ("ranges", "ranks", "comm kernels", "comm") else "left",
+                       overflow="fold")
+    for r in table.ranges:
+        depth = str(r.min_depth) if r.min_depth == r.max_depth else f"{r.min_depth}-{r.max_depth}"
+        out.add_row(console_text(_short(r.name, 60)), r.source, f"{r.count:,}", str(r.ranks), depth, f"{r.comm_ops:,}",
+                    duration(r.comm_ns), console_text(_short(suggested_regex(r.name), 60)))
+    console.print(out)
+
+
+def print_exported(result: Any, console: Console | None = None) -> None:
+    for f in result.files:
+        (console or make_console()).print(f"wrote {console_text(f)}", highlight=False)

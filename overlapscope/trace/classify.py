@@ -1,8 +1,11 @@
-"""Sort GPU ops into comm / compute / memory (DESIGN.md, "GPU op classes").
+"""Sort GPU ops into comm / fused / compute / memory (DESIGN.md, "GPU op classes").
 
-Memcpy and memset are *memory* whatever their name. A kernel is *comm* when its name matches a
-built-in pattern or a user pattern (`re.search`), otherwise *compute*. Patterns are matched once
-per distinct kernel name, never per event.
+Memcpy and memset are *memory* whatever their name (with `copy_comm`, peer and cross-device
+copies are *comm*: they move data between GPUs on the copy engines). A kernel is *comm* when its
+name matches a communication family of the taxonomy (trace/taxonomy.py) or a user pattern
+(`re.search`), *fused* when its family does communication inside a compute kernel (an all-reduce
+fused with a norm), otherwise *compute*. Each GPU op also gets its `family` (the taxonomy's name,
+"user pattern", or ""). Patterns are matched once per distinct kernel name, never per event.
 """
 
 from __future__ import annotations
@@ -16,46 +19,65 @@ import pandas as pd
 
 from .model import OP_CLASSES, Trace
 from .names import compile_all, distinct_matching
+from .taxonomy import FAMILIES, families_of, family_pattern
 
-# Communication kernels we recognise out of the box, by the library that launches them.
-BUILTIN_COMM_PATTERNS: dict[str, str] = {
-    # NCCL and RCCL: ncclKernel_*, ncclDevKernel_*, and older nccl* names
-    "nccl": r"^(?:void\s+)?nccl",
-    # vLLM / SGLang custom all-reduce (cross_device_reduce_{1,2}stage), quick all-reduce
-    "vllm-sglang-custom-ar": r"cross_device_reduce_\dstage|quickreduce|QuickReduce",
-    # TensorRT-LLM custom all-reduce kernels (one/two-shot, fused, Lamport)
-    "trtllm-allreduce": r"(?:oneShot|twoShot)AllReduceKernel|allreduce_fusion_kernel|ar_fusion::|lamport|customAllReduce",
-    # DeepEP dispatch/combine (intranode, internode, low-latency)
-    "deepep": r"deep_ep::",
-    # NVSHMEM device-initiated communication
-    "nvshmem": r"nvshmem",
-    # PyTorch symmetric memory collectives
-    "torch-symm-mem": r"symmetric_memory::",
-}
+USER_FAMILY = "user pattern"
+COPY_FAMILY = "peer copy"
+# NCCL/RCCL kernels: the nsys reader pairs them with NCCL's NVTX ranges
+NCCL_KERNEL = re.compile("|".join(family_pattern(f) for f in FAMILIES if f.name in ("nccl", "rccl", "nccl-alltoall")))
+# memcpy names for copies between two GPUs (Kineto "Memcpy PtoP (Device -> Device)", nsys "PtoP")
+_PEER_COPY = re.compile(r"PtoP|Peer", re.IGNORECASE)
 
 
 def compile_patterns(user_patterns: Iterable[str] = ()) -> list[re.Pattern[str]]:
-    """The built-in patterns and the user's; a bad user pattern is BadInput ("comm_patterns")."""
-    return [re.compile(p) for p in BUILTIN_COMM_PATTERNS.values()] + compile_all(user_patterns, "comm_patterns")
+    """The user's patterns, compiled; a bad one is BadInput ("comm_patterns")."""
+    return compile_all(user_patterns, "comm_patterns")
 
 
-def classified(trace: Trace, user_patterns: Iterable[str] = ()) -> Trace:
-    """The same trace with every GPU op's class filled in (a new Trace; the input is unchanged)."""
-    ops = trace.gpu_ops.assign(op_class=classify_ops(trace.gpu_ops, user_patterns))
-    return dataclasses.replace(trace, gpu_ops=ops)
+def classified(trace: Trace, user_patterns: Iterable[str] = (), copy_comm: bool = False) -> Trace:
+    """The same trace with every GPU op's class and family filled in (a new Trace; the input is unchanged)."""
+    op_class, family = classify_ops(trace.gpu_ops, user_patterns, copy_comm)
+    return dataclasses.replace(trace, gpu_ops=trace.gpu_ops.assign(op_class=op_class, family=family))
 
 
-def classify_ops(gpu_ops: pd.DataFrame, user_patterns: Iterable[str] = ()) -> pd.Series:
-    """The op_class column for a gpu_ops frame."""
-    patterns = compile_patterns(user_patterns)
-    names = gpu_ops["name"].cat
-    comm_by_code = distinct_matching(names.categories, patterns)
-    codes = names.codes.to_numpy()
-    is_comm = np.zeros(len(gpu_ops), dtype=bool)
-    named = codes >= 0
-    is_comm[named] = comm_by_code[codes[named]]
-    is_kernel = (gpu_ops["kind"] == "kernel").to_numpy()
-    # codes into OP_CLASSES: 0 comm, 1 compute, 2 memory
-    class_codes = np.where(is_kernel, np.where(is_comm, 0, 1), 2)
-    return pd.Series(pd.Categorical.from_codes(class_codes, dtype=pd.CategoricalDtype(OP_CLASSES)),
-                     index=gpu_ops.index)
+def without_kernels(trace: Trace, patterns: Iterable[str]) -> Trace:
+    """The trace without the kernels whose name matches one of `patterns` (pacing, sleep and
+    warm-up kernels): they count as neither communication nor compute, and no view shows them."""
+    compiled = compile_all(patterns, "exclude_kernels")
+    if not compiled or not len(trace.gpu_ops):
+        return trace
+    ops = trace.gpu_ops
+    drop = (ops["kind"].to_numpy() == "kernel") & distinct_hits(ops["name"], compiled)
+    return dataclasses.replace(trace, gpu_ops=ops[~drop].reset_index(drop=True)) if drop.any() else trace
+
+
+def distinct_hits(names: pd.Series, patterns: list[re.Pattern[str]]) -> np.ndarray:
+    """Rows whose name any of `patterns` matches, each distinct name tested once."""
+    hit = distinct_matching(names.cat.categories, patterns)
+    codes = names.cat.codes.to_numpy()
+    return np.where(codes >= 0, hit[np.clip(codes, 0, None)] if hit.size else False, False)
+
+
+def classify_ops(gpu_ops: pd.DataFrame, user_patterns: Iterable[str] = (),
+                 copy_comm: bool = False) -> tuple[pd.Series, pd.Series]:
+    """The op_class and family columns for a gpu_ops frame."""
+    users = compile_patterns(user_patterns)
+    names = [str(c) for c in gpu_ops["name"].cat.categories]
+    found = families_of(names)
+    # per distinct name (plus a last entry for rows without a name)
+    family = [f.name if f else USER_FAMILY if any(p.search(n) for p in users) else "" for f, n in zip(found, names)]
+    family = np.array(family + [""], dtype=object)
+    fused = np.array([f is not None and f.op_class == "fused" for f in found] + [False])
+    peer = np.array([bool(_PEER_COPY.search(n)) for n in names] + [False])
+    codes = gpu_ops["name"].cat.codes.to_numpy()
+    codes = np.where(codes >= 0, codes, len(names))
+    kind = gpu_ops["kind"].to_numpy()
+    kernel = kind == "kernel"
+    peer_copy = (kind == "memcpy") & peer[codes] & copy_comm
+    comm = kernel & (family[codes] != "") & ~fused[codes]
+    # codes into OP_CLASSES: comm, compute, memory, fused
+    class_codes = np.select([kernel & fused[codes], comm | peer_copy, kernel], [3, 0, 1], default=2)
+    op_family = np.where(kernel, family[codes], np.where(peer_copy, COPY_FAMILY, ""))
+    return (pd.Series(pd.Categorical.from_codes(class_codes, dtype=pd.CategoricalDtype(OP_CLASSES)),
+                      index=gpu_ops.index),
+            pd.Series(op_family, index=gpu_ops.index, dtype="category"))

@@ -17,6 +17,7 @@ import pandas as pd
 from .. import intervals as iv
 from .model import NO_ID, Trace
 from .names import compile_regex, names_matching
+from .where import innermost_per_thread, thread_keys
 
 
 @dataclass
@@ -38,13 +39,14 @@ def launch_points(trace: Trace) -> LaunchPoints:
     ops = trace.gpu_ops
     calls = trace.host_calls[["rank", "correlation", "pid", "tid", "start"]]
     calls = calls[calls["correlation"] != NO_ID].drop_duplicates(["rank", "correlation"])
+    # nullable integers: a left merge with misses must not turn epoch nanoseconds into float64
+    calls = calls.astype({"pid": "Int64", "tid": "Int64", "start": "Int64"})
     keyed = ops[["rank", "correlation"]].merge(calls, on=["rank", "correlation"], how="left", sort=False)
-    found = keyed["tid"].notna().to_numpy()
     return LaunchPoints(
         rank=ops["rank"].to_numpy(),
-        pid=np.where(found, keyed["pid"].fillna(NO_ID).to_numpy(), NO_ID).astype(np.int64),
-        tid=np.where(found, keyed["tid"].fillna(NO_ID).to_numpy(), NO_ID).astype(np.int64),
-        time=np.where(found, keyed["start"].fillna(0).to_numpy(), 0).astype(np.int64),
+        pid=keyed["pid"].to_numpy(np.int64, na_value=NO_ID),
+        tid=keyed["tid"].to_numpy(np.int64, na_value=NO_ID),
+        time=keyed["start"].to_numpy(np.int64, na_value=0),
     )
 
 
@@ -77,3 +79,19 @@ def launched_in_region(trace: Trace, regex: str, launch: LaunchPoints | None = N
     exactly as `analyze` scopes it)."""
     matched = ranges_matching(trace.ranges, compile_regex(regex, "region"))
     return launched_inside(launch_points(trace) if launch is None else launch, matched)
+
+
+def steps_of(trace: Trace, launch: LaunchPoints) -> pd.Categorical:
+    """The profiler step of every GPU op: the `ProfilerStep#N` range of the launching process (any
+    of its threads: a step is a window of the whole process) whose window holds the launch.
+    Missing where no step holds it or the op has no launch event."""
+    steps = trace.ranges[(trace.ranges["source"] == "profiler_step").to_numpy()]
+    names = steps["name"].astype(str).astype("category")
+    codes = np.full(launch.tid.size, -1, dtype=np.int64)
+    if len(steps) and launch.launched.any():
+        step_keys, op_keys = thread_keys((steps["rank"].to_numpy(), steps["pid"].to_numpy()), (launch.rank, launch.pid))
+        found = innermost_per_thread(step_keys, steps["start"].to_numpy(np.int64), steps["end"].to_numpy(np.int64),
+                                     np.where(launch.launched, op_keys, -1), launch.time)
+        hit = found >= 0
+        codes[hit] = names.cat.codes.to_numpy()[found[hit]]
+    return pd.Categorical.from_codes(codes, categories=names.cat.categories)

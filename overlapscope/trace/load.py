@@ -166,6 +166,15 @@ def with_forced_rank(trace: Trace, f: TraceFile) -> Trace:
     return trace.renumbered(f.forced_rank - trace.ranks[0].rank)
 
 
+def run_exclusions(run: RunFiles) -> list[str]:
+    """Kernels the run's own manifest says to leave out (`exclude_kernels` in run.json: pacing)."""
+    manifest = _read_manifest(run.manifests) or {}
+    patterns = manifest.get("exclude_kernels") or []
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise BadInput(run.manifests[0].path, "exclude_kernels must be a list of regular expressions")
+    return patterns
+
+
 def run_facts(run: RunFiles, ranks: list[RankInfo]) -> Trace:
     """The run without its events: ranks (checked to be unique), manifest and Execution Traces."""
     _check_unique_ranks(ranks)

@@ -17,7 +17,8 @@ import pandas as pd
 # Kinds of GPU work a reader can emit.
 GPU_OP_KINDS = ("kernel", "memcpy", "memset")
 # Classes of GPU ops (DESIGN.md, "GPU op classes"); `sync` is host-side and lives in `syncs`.
-OP_CLASSES = ("comm", "compute", "memory")
+# fused: communication inside a compute kernel (an all-reduce fused with a norm): neither comm nor compute
+OP_CLASSES = ("comm", "compute", "memory", "fused")
 # Sync record kinds, named after CUDA's own calls.
 SYNC_KINDS = ("event_record", "stream_wait_event", "event_sync", "stream_sync", "context_sync")
 # Where a host range came from.
@@ -37,6 +38,7 @@ GPU_OP_COLUMNS: dict[str, Any] = {
     "name": "category",
     "correlation": "int64",
     "op_class": pd.CategoricalDtype(OP_CLASSES),
+    "family": "category",  # the communication family (trace/taxonomy.py) of a comm/fused op, else ""
 }
 HOST_CALL_COLUMNS: dict[str, Any] = {
     "rank": "int32",

@@ -45,12 +45,14 @@ class KinetoBuilder:
 
     def kernel(self, name: str, stream: int, start: int, end: int, launch_at: int | None = None,
                tid: int | None = None, cat: str = "kernel", api: str = "cuda_runtime",
-               args: dict[str, Any] | None = None) -> int:
-        """A GPU op and (unless launch_at is None) the host call that launched it. Returns its correlation."""
+               args: dict[str, Any] | None = None, device: int | None = None) -> int:
+        """A GPU op (on `device`, else the builder's) and (unless launch_at is None) the host call
+        that launched it. Returns its correlation."""
         corr = self._next_corr()
-        self.events.append({"ph": "X", "cat": cat, "name": name, "pid": self.device, "tid": stream,
+        device = self.device if device is None else device
+        self.events.append({"ph": "X", "cat": cat, "name": name, "pid": device, "tid": stream,
                             "ts": _Num(us(start)), "dur": _Num(us(end - start)),
-                            "args": {"device": self.device, "stream": stream, "correlation": corr,
+                            "args": {"device": device, "stream": stream, "correlation": corr,
                                      "External id": corr, **(args or {})}})
         if launch_at is not None:
             launch = "cudaLaunchKernel" if api == "cuda_runtime" else "cuLaunchKernelEx"
@@ -59,8 +61,10 @@ class KinetoBuilder:
             self.host_call(launch, launch_at, launch_at + 1000, corr, tid=tid, cat=api)
         return corr
 
-    def memcpy(self, stream: int, start: int, end: int, launch_at: int | None = None) -> int:
-        return self.kernel("Memcpy DtoD (Device -> Device)", stream, start, end, launch_at, cat="gpu_memcpy")
+    def memcpy(self, stream: int, start: int, end: int, launch_at: int | None = None,
+               device: int | None = None) -> int:
+        return self.kernel("Memcpy DtoD (Device -> Device)", stream, start, end, launch_at, cat="gpu_memcpy",
+                           device=device)
 
     def host_call(self, name: str, start: int, end: int, corr: int, tid: int | None = None,
                   cat: str = "cuda_runtime") -> None:
@@ -74,19 +78,22 @@ class KinetoBuilder:
                             "ts": _Num(us(start)), "dur": _Num(us(end - start)), "args": {}})
 
     def sync(self, kind: str, start: int, end: int, stream: int = -1, wait_on_stream: int = -1,
-             record_corr: int = -1, event_id: int = -1) -> int:
+             record_corr: int = -1, event_id: int = -1, device: int | None = None) -> int:
         corr = self._next_corr()
-        self.events.append({"ph": "X", "cat": "cuda_sync", "name": kind, "pid": self.device,
+        device = self.device if device is None else device
+        self.events.append({"ph": "X", "cat": "cuda_sync", "name": kind, "pid": device,
                             "tid": stream if stream != -1 else -1, "ts": _Num(us(start)), "dur": _Num(us(end - start)),
                             "args": {"cuda_sync_kind": kind, "wait_on_stream": wait_on_stream,
                                      "wait_on_cuda_event_record_corr_id": record_corr,
                                      "wait_on_cuda_event_id": event_id, "stream": stream,
-                                     "correlation": corr, "device": self.device}})
+                                     "correlation": corr, "device": device}})
         return corr
 
     def document(self) -> dict[str, Any]:
+        devices = sorted({self.device} | {e["args"]["device"] for e in self.events
+                                          if isinstance(e.get("args", {}).get("device"), int)})
         doc: dict[str, Any] = {"schemaVersion": 1,
-                               "deviceProperties": [{"id": self.device, "name": "Test GPU"}]}
+                               "deviceProperties": [{"id": d, "name": "Test GPU"} for d in devices]}
         if self.rank is not None:
             doc["distributedInfo"] = {"backend": "nccl", "rank": self.rank, "world_size": self.world_size}
         doc["traceEvents"] = self.events

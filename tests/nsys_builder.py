@@ -166,9 +166,11 @@ class NsysBuilder:
              NOT_APPLICABLE))
         return corr
 
-    def write(self, path: Path, without: tuple[str, ...] = ()) -> Path:
+    def write(self, path: Path, without: tuple[str, ...] = (), loose: bool = False) -> Path:
         """Write the export (tables are created lazily, as nsys does: only those with rows, plus
-        the kernel table), leaving out the tables named in `without`."""
+        the kernel table), leaving out the tables named in `without`. `loose`: columns without
+        declared types or NOT NULL, as a hand-made or damaged file may have them, so that tests can
+        store NULLs and text where nsys writes integers."""
         path.unlink(missing_ok=True)
         tables = {"StringIds": [(i, s) for s, i in self.strings.items()],
                   "META_DATA_EXPORT": [("EXPORT_PRODUCT_NAME", "NVIDIA Nsight Systems"),
@@ -180,7 +182,11 @@ class NsysBuilder:
             for table, rows in tables.items():
                 if table in without or (not rows and table != "CUPTI_ACTIVITY_KIND_KERNEL"):
                     continue
-                con.execute(f"CREATE TABLE {table} ({DDL[table]})")
+                ddl = DDL[table]
+                if loose:
+                    ddl = ddl.replace(" NOT NULL", "").replace(" PRIMARY KEY", "")
+                    ddl = ddl.replace(" INTEGER", "").replace(" TEXT", "").replace(" REAL", "")
+                con.execute(f"CREATE TABLE {table} ({ddl})")
                 if rows:
                     con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
             for table, rows in ENUMS.items() if self.enums else ():

@@ -63,5 +63,5 @@ def _slow(text: bytes) -> int:
     except (InvalidOperation, UnicodeDecodeError, ValueError, OverflowError):
         raise NotANumber(text[:40].decode("ascii", "replace")) from None
     if not -(2**63) <= value < 2**63:
-        raise NotANumber(text[:40].decode("ascii", "replace"))
+        raise NotANumber(f"{text[:40].decode('ascii', 'replace')} us is outside the int64 nanosecond range")
     return value

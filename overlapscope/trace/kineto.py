@@ -5,6 +5,32 @@ msgspec decodes each run straight into typed structs that keep only the fields w
 keys are skipped in C), with `ts`/`dur` kept as raw number text so that `decimal_ns` converts
 them to nanoseconds exactly. Each run is reduced to columns and dropped before the next, so
 memory grows with the kept columns, not with the JSON text.
+
+Rows that cannot be read are never read as zero. The rule: when the rest of the trace stays exact
+without them (one event's own defect, like a kernel with no `dur`), they are left out and counted
+in `RankInfo.dropped_rows`; when the defect makes the rest unreliable, the file is refused with one
+line (BadInput). Per case:
+- an event we keep (GPU op, CUDA API call, host range, sync) without `ts` or `dur` (absent or
+  null), or with a negative `dur`: dropped and counted ("Kineto GPU ops without ts or dur", ...);
+- `ts + dur` past the int64 nanosecond range (or a `ts`/`dur` that alone is): refused, a clock that
+  reads beyond year 2262 says the file's times are not to be trusted;
+- an integer field (correlation, stream, device, pid, tid, ids, NCCL sizes) outside int64, as a
+  number or as a "0x..." string: refused;
+- JSON nested deeper than the decoder's recursion limit: refused.
+
+Ranks: each (process, GPU) pair is a rank, as in the nsys reader. A Kineto file is one process,
+so each GPU on which it ran kernels is a rank. One such GPU: the file's rank (distributedInfo.rank,
+else the rank from the file name, else 0 for a lone file). Several: without distributedInfo.rank
+they are numbered from the file's rank in GPU order (a lone file with kernels on GPUs 0 and 1 is
+ranks 0 and 1; the loader refuses a run in which two files claim one number). With
+distributedInfo.rank the file is refused: that rank names one process of a torch.distributed
+world whose other numbers belong to other processes, so no second number is honest. Copies and
+memsets on a GPU without kernels (peer copies) belong to the rank with the most GPU ops (ties: the
+lowest GPU), as in the nsys reader. A CUDA API call belongs to the rank of the GPU ops it launched
+(by correlation id); a call that launched none (a synchronize, an event record) and every host
+range (`user_annotation`, `cpu_op`, profiler steps: ranges are thread-bound and name no GPU) are
+copied to each rank of the file. `gpu_user_annotation` ranges and sync events carry their GPU and
+go to its rank (to the busiest rank when no kernel ran there).
 """
 
 from __future__ import annotations
@@ -12,8 +38,9 @@ from __future__ import annotations
 import gc
 import re
 from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -34,28 +61,31 @@ from .model import (
     frame_from_columns,
 )
 
-_ZERO = msgspec.Raw(b"0")
+_MISSING = msgspec.Raw(b"")  # ts / dur absent
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# every integer we keep becomes int64: one outside its range is refused while decoding
+_Int = Annotated[int, msgspec.Meta(ge=_INT64_MIN, le=_INT64_MAX)]
 
 
 class _Args(msgspec.Struct, frozen=True, gc=False):
     # ROCm traces write some ids as strings ("stream": "0x0"); _ints() converts them
-    correlation: int | str = NO_ID
-    stream: int | str = NO_ID
-    device: int | str = NO_ID
-    external_id: int = msgspec.field(default=NO_ID, name="External id")
-    record_function_id: int = msgspec.field(default=NO_ID, name="Record function id")
+    correlation: _Int | str = NO_ID
+    stream: _Int | str = NO_ID
+    device: _Int | str = NO_ID
+    external_id: _Int = msgspec.field(default=NO_ID, name="External id")
+    record_function_id: _Int = msgspec.field(default=NO_ID, name="Record function id")
     # cuda_sync
     cuda_sync_kind: str = ""
-    wait_on_stream: int = NO_ID
-    wait_on_cuda_event_record_corr_id: int = NO_ID
-    wait_on_cuda_event_id: int = NO_ID
+    wait_on_stream: _Int = NO_ID
+    wait_on_cuda_event_record_corr_id: _Int = NO_ID
+    wait_on_cuda_event_id: _Int = NO_ID
     # NCCL metadata on communication kernels (PyTorch 2.1+)
     collective: str = msgspec.field(default="", name="Collective name")
     process_group: str = msgspec.field(default="", name="Process Group Name")
-    group_size: int = msgspec.field(default=NO_ID, name="Group size")
-    seq: int = msgspec.field(default=NO_ID, name="Seq")
-    in_nelems: int = msgspec.field(default=NO_ID, name="In msg nelems")
-    out_nelems: int = msgspec.field(default=NO_ID, name="Out msg nelems")
+    group_size: _Int = msgspec.field(default=NO_ID, name="Group size")
+    seq: _Int = msgspec.field(default=NO_ID, name="Seq")
+    in_nelems: _Int = msgspec.field(default=NO_ID, name="In msg nelems")
+    out_nelems: _Int = msgspec.field(default=NO_ID, name="Out msg nelems")
     dtype: str = ""
 
 
@@ -66,10 +96,10 @@ class _Event(msgspec.Struct, gc=False):
     ph: str = ""
     cat: str = ""
     name: str = ""
-    pid: int | str = NO_ID
-    tid: int | str = NO_ID
-    ts: msgspec.Raw = _ZERO
-    dur: msgspec.Raw = _ZERO
+    pid: _Int | str = NO_ID
+    tid: _Int | str = NO_ID
+    ts: msgspec.Raw = _MISSING
+    dur: msgspec.Raw = _MISSING
     args: _Args = _NO_ARGS
 
 
@@ -105,6 +135,17 @@ _SYNC_KIND = {
     "Context Sync": "context_sync",
 }
 _PROFILER_STEP = re.compile(r"^ProfilerStep\s*#\s*\d+$")
+# what dropped rows of each frame are called in RankInfo.dropped_rows
+_ROWS = {"gpu_ops": "Kineto GPU ops", "host_calls": "Kineto CUDA API calls", "ranges": "Kineto host ranges",
+         "syncs": "Kineto sync events"}
+
+
+class _IntOutOfRange(ValueError):
+    """An integer id (written as a string) that int64 cannot hold."""
+
+
+class _TimeOutOfRange(ValueError):
+    """ts + dur past the int64 nanosecond range."""
 
 
 def looks_like_kineto(head: bytes) -> bool:
@@ -125,11 +166,18 @@ def read_kineto(chunks: Iterable[bytes | bytearray], source: str, rank: int | No
     except SplitError as e:
         raise BadInput(source, f"not valid JSON ({e})") from None
     except msgspec.ValidationError as e:
+        if "<= 9223372036854775807" in str(e) or ">= -9223372036854775808" in str(e):
+            raise BadInput(source, f"an integer outside the int64 range: {e}") from None
         raise BadInput(source, f"not a Kineto trace the way we read it: {e}") from None
     except msgspec.DecodeError as e:
         raise BadInput(source, f"not valid JSON ({e}); is the file truncated?") from None
+    except RecursionError:
+        raise BadInput(source, "JSON nested too deep to read (thousands of levels): not a trace as a "
+                               "profiler writes it") from None
     except NotANumber as e:
         raise BadInput(source, f"a timestamp or duration is not a number: {e}") from None
+    except (_IntOutOfRange, _TimeOutOfRange) as e:
+        raise BadInput(source, str(e)) from None
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -145,19 +193,92 @@ def read_kineto(chunks: Iterable[bytes | bytearray], source: str, rank: int | No
     ranges = _mark_profiler_steps(columns.frame("ranges", RANGE_COLUMNS, rank))
     waits = columns.frame("syncs", SYNC_COLUMNS, rank)
     syncs = pd.concat([_event_records(waits, host_calls, rank), waits], ignore_index=True)
-    device = _main_device(gpu_ops)
-    info = RankInfo(
-        rank=rank,
-        source=source,
-        device=device,
-        world_size=dist.world_size if dist else None,
-        gpu_name=_gpu_name(skeleton.deviceProperties, device),
-        format="kineto",
-        versions={"nccl": dist.nccl_version} if dist and dist.nccl_version else {},
-        extra={"backend": dist.backend} if dist and dist.backend else {},
+    collectives = columns.frame("collectives", COLLECTIVE_COLUMNS, rank)
+    dropped = {f"{_ROWS[frame]} {what}": n for (frame, what), n in sorted(columns.dropped.items())}
+
+    def info(rank: int, device: int | None) -> RankInfo:
+        return RankInfo(
+            rank=rank,
+            source=source,
+            device=device,
+            world_size=dist.world_size if dist else None,
+            gpu_name=_gpu_name(skeleton.deviceProperties, device),
+            format="kineto",
+            versions={"nccl": dist.nccl_version} if dist and dist.nccl_version else {},
+            extra={"backend": dist.backend} if dist and dist.backend else {},
+            dropped_rows=dict(dropped),
+        )
+
+    kernel_devices = np.unique(gpu_ops["device"].to_numpy()[(gpu_ops["kind"] == "kernel").to_numpy()])
+    if kernel_devices.size <= 1:
+        return Trace(ranks=[info(rank, _main_device(gpu_ops))], gpu_ops=gpu_ops, host_calls=host_calls,
+                     syncs=syncs, ranges=ranges, collectives=collectives)
+    if dist is not None and dist.rank is not None:
+        counts = gpu_ops.loc[(gpu_ops["kind"] == "kernel").to_numpy(), "device"].value_counts().sort_index()
+        listed = ", ".join(f"{d} ({n} kernel{'s' if n != 1 else ''})" for d, n in counts.items())
+        raise BadInput(source, f"distributedInfo.rank {dist.rank} names one process, but it ran kernels on GPUs "
+                               f"{listed}: each GPU would need a rank of its own, and the other numbers belong "
+                               "to other processes of the run; profile one GPU per process")
+    ranks = _DeviceRanks(kernel_devices, rank, gpu_ops)
+    gpu_ops["rank"] = ranks.of(gpu_ops["device"].to_numpy())
+    is_gpu_range = (ranges["source"] == "gpu_user_annotation").to_numpy()
+    return Trace(
+        ranks=[info(int(r), int(d)) for r, d in zip(ranks.numbers, ranks.devices)],
+        gpu_ops=gpu_ops,
+        host_calls=ranks.host_calls(host_calls, gpu_ops),
+        syncs=syncs.assign(rank=ranks.of(syncs["device"].to_numpy()).astype(np.int32)),
+        ranges=ranks.spread(ranges, np.where(is_gpu_range, ranks.of(ranges["pid"].to_numpy()), NO_ID)),
+        collectives=collectives.assign(rank=ranks.of(columns.array("collectives", "device")).astype(np.int32)),
     )
-    return Trace(ranks=[info], gpu_ops=gpu_ops, host_calls=host_calls, syncs=syncs, ranges=ranges,
-                 collectives=columns.frame("collectives", COLLECTIVE_COLUMNS, rank))
+
+
+class _DeviceRanks:
+    """The ranks of one Kineto file with kernels on several GPUs: one per such GPU, numbered from
+    the file's rank in GPU order."""
+
+    def __init__(self, kernel_devices: np.ndarray, first: int, gpu_ops: pd.DataFrame):
+        self.devices = kernel_devices  # sorted
+        self.numbers = first + np.arange(kernel_devices.size)
+        counts = gpu_ops["device"].value_counts()
+        busiest = counts.reindex(kernel_devices).to_numpy()  # ties: the lowest GPU (argmax takes the first)
+        self.home = int(self.numbers[int(np.argmax(busiest))])
+
+    def of(self, device: np.ndarray) -> np.ndarray:
+        """Each device's rank; the busiest rank for a GPU without kernels (or none named)."""
+        at = np.clip(np.searchsorted(self.devices, device), 0, self.devices.size - 1)
+        return np.where(self.devices[at] == device, self.numbers[at], self.home).astype(np.int32)
+
+    def host_calls(self, calls: pd.DataFrame, gpu_ops: pd.DataFrame) -> pd.DataFrame:
+        """A call goes to the rank(s) of the GPU ops with its correlation id; a call that launched
+        none goes to every rank."""
+        links = gpu_ops.loc[(gpu_ops["correlation"] != NO_ID).to_numpy(), ["correlation", "rank"]].drop_duplicates()
+        linked = pd.DataFrame({"row": np.arange(len(calls)), "correlation": calls["correlation"].to_numpy()}).merge(
+            links, on="correlation", how="inner")
+        own = np.full(len(calls), NO_ID, dtype=np.int64)
+        return self.spread(calls, own, linked["row"].to_numpy(), linked["rank"].to_numpy())
+
+    def spread(self, frame: pd.DataFrame, own: np.ndarray, extra_rows: np.ndarray | None = None,
+               extra_ranks: np.ndarray | None = None) -> pd.DataFrame:
+        """Rows with a rank in `own` keep it; rows with NO_ID there are copied to every rank (unless
+        `extra_rows` give them ranks: one copy per (row, rank) pair). Rows stay in file order."""
+        rows = [np.flatnonzero(own != NO_ID)]
+        ranks = [own[rows[0]]]
+        if extra_rows is not None:
+            rows.append(extra_rows)
+            ranks.append(extra_ranks)
+            placed = np.zeros(len(frame), dtype=bool)
+            placed[extra_rows] = True
+            placed[rows[0]] = True
+        else:
+            placed = own != NO_ID
+        everywhere = np.flatnonzero(~placed)
+        rows.append(np.repeat(everywhere, self.numbers.size))
+        ranks.append(np.tile(self.numbers, everywhere.size))
+        row, rank = np.concatenate(rows), np.concatenate(ranks)
+        order = np.lexsort((rank, row))
+        out = frame.iloc[row[order]].reset_index(drop=True)
+        out["rank"] = rank[order].astype(np.int32)
+        return out
 
 
 class _Columns:
@@ -167,6 +288,7 @@ class _Columns:
     def __init__(self) -> None:
         self._parts: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
         self._vocab: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        self.dropped: Counter[tuple[str, str]] = Counter()  # (frame, what) -> rows left out
 
     def add(self, events: list[_Event]) -> None:
         by_cat: dict[str, list[_Event]] = defaultdict(list)
@@ -174,17 +296,35 @@ class _Columns:
             if ev.ph == "X":
                 by_cat[ev.cat].append(ev)
         for cat, kind in _GPU_OP_KIND.items():
-            if by_cat.get(cat):
-                self._gpu_ops(by_cat[cat], kind)
+            if timed := self._timed(by_cat.get(cat), "gpu_ops"):
+                self._gpu_ops(*timed, kind)
         for cat, api in _HOST_API.items():
-            if by_cat.get(cat):
-                self._host_calls(by_cat[cat], api)
+            if timed := self._timed(by_cat.get(cat), "host_calls"):
+                self._host_calls(*timed, api)
         for cat, source in _RANGE_SOURCE.items():
-            if by_cat.get(cat):
-                self._ranges(by_cat[cat], source)
+            if timed := self._timed(by_cat.get(cat), "ranges"):
+                self._ranges(*timed, source)
         waits = [e for e in by_cat.get("cuda_sync", ()) if (e.args.cuda_sync_kind or e.name) in _SYNC_KIND]
-        if waits:
-            self._syncs(waits)
+        if timed := self._timed(waits, "syncs"):
+            self._syncs(*timed)
+
+    def _timed(self, events: list[_Event] | None, frame: str
+               ) -> tuple[list[_Event], np.ndarray, np.ndarray] | None:
+        """The events with a usable time and their start and end in ns (None when there are none);
+        the others are counted."""
+        if not events:
+            return None
+        start, end, missing, negative = _times(events)
+        bad = missing | negative
+        if not bad.any():
+            return events, start, end
+        self.dropped[(frame, "without ts or dur")] += int(missing.sum())
+        self.dropped[(frame, "with a negative dur")] += int(negative.sum())
+        self.dropped += Counter()  # forget zero counts
+        keep = ~bad
+        if not keep.any():
+            return None
+        return [e for e, k in zip(events, keep.tolist()) if k], start[keep], end[keep]
 
     def _put(self, frame: str, **cols: Any) -> None:
         for name, values in cols.items():
@@ -194,6 +334,10 @@ class _Columns:
                 ids = np.array([vocab.setdefault(u, len(vocab)) for u in uniques], dtype=np.int64)
                 values = ids[codes]
             self._parts[frame][name].append(np.asarray(values))
+
+    def array(self, frame: str, name: str) -> np.ndarray:
+        pieces = self._parts.get(frame, {}).get(name)
+        return np.concatenate(pieces) if pieces else np.empty(0, np.int64)
 
     def frame(self, frame: str, spec: dict[str, Any], rank: int) -> pd.DataFrame:
         parts = self._parts.get(frame, {})
@@ -207,19 +351,21 @@ class _Columns:
         data["rank"] = np.full(n, rank)
         return frame_from_columns(data, spec)
 
-    def _gpu_ops(self, events: list[_Event], kind: str) -> None:
-        start, end = _times(events)
+    def _gpu_ops(self, events: list[_Event], start: np.ndarray, end: np.ndarray, kind: str) -> None:
         device = _ints([e.args.device for e in events])
+        device = np.where(device == NO_ID, _ints([e.pid for e in events]), device)
         stream = _ints([e.args.stream for e in events])
         correlation = _ints([e.args.correlation for e in events])
         self._put("gpu_ops",
-                  device=np.where(device == NO_ID, _ints([e.pid for e in events]), device),
+                  device=device,
                   stream=np.where(stream == NO_ID, _ints([e.tid for e in events]), stream),
                   kind=[kind] * len(events), start=start, end=end, name=[e.name for e in events],
                   correlation=correlation)
+        has_meta = np.fromiter((bool(e.args.collective) for e in events), dtype=bool, count=len(events))
         with_meta = [e.args for e in events if e.args.collective]
         if with_meta:
             self._put("collectives",
+                      device=device[has_meta],
                       correlation=_ints([a.correlation for a in with_meta]),
                       collective=[a.collective for a in with_meta],
                       process_group=[a.process_group for a in with_meta],
@@ -229,15 +375,13 @@ class _Columns:
                       out_nelems=np.array([a.out_nelems for a in with_meta], dtype=np.int64),
                       dtype=[a.dtype for a in with_meta])
 
-    def _host_calls(self, events: list[_Event], api: str) -> None:
-        start, end = _times(events)
+    def _host_calls(self, events: list[_Event], start: np.ndarray, end: np.ndarray, api: str) -> None:
         self._put("host_calls", pid=_ints([e.pid for e in events]), tid=_ints([e.tid for e in events]),
                   start=start, end=end, name=[e.name for e in events],
                   correlation=_ints([e.args.correlation for e in events]), api=[api] * len(events),
                   external_id=np.array([e.args.external_id for e in events], dtype=np.int64))
 
-    def _ranges(self, events: list[_Event], source: str) -> None:
-        start, end = _times(events)
+    def _ranges(self, events: list[_Event], start: np.ndarray, end: np.ndarray, source: str) -> None:
         tid = _ints([e.tid for e in events])
         self._put("ranges", pid=_ints([e.pid for e in events]), tid=tid, start=start, end=end,
                   name=[e.name for e in events], source=[source] * len(events),
@@ -245,8 +389,7 @@ class _Columns:
                   external_id=np.array([e.args.external_id for e in events], dtype=np.int64),
                   record_function_id=np.array([e.args.record_function_id for e in events], dtype=np.int64))
 
-    def _syncs(self, events: list[_Event]) -> None:
-        start, end = _times(events)
+    def _syncs(self, events: list[_Event], start: np.ndarray, end: np.ndarray) -> None:
         self._put("syncs", kind=[_SYNC_KIND[e.args.cuda_sync_kind or e.name] for e in events],
                   start=start, end=end,
                   device=_ints([e.args.device for e in events]),
@@ -258,15 +401,32 @@ class _Columns:
                   correlation=_ints([e.args.correlation for e in events]))
 
 
-def _times(events: list[_Event]) -> tuple[np.ndarray, np.ndarray]:
-    start = us_text_to_ns(np.array([bytes(e.ts) for e in events], dtype=bytes))
-    dur = us_text_to_ns(np.array([bytes(e.dur) for e in events], dtype=bytes))
-    return start, start + dur
+def _times(events: list[_Event]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end, missing, negative): ns, and which events lack ts or dur (absent or null) or
+    have a negative dur (their start and end are meaningless). An end past int64 is refused."""
+    ts = np.array([bytes(e.ts) for e in events], dtype=bytes)
+    dur = np.array([bytes(e.dur) for e in events], dtype=bytes)
+    no_ts = (ts == b"") | (ts == b"null")
+    no_dur = (dur == b"") | (dur == b"null")
+    missing = no_ts | no_dur
+    if missing.any():
+        ts, dur = np.where(no_ts, b"0", ts), np.where(no_dur, b"0", dur)
+    start = us_text_to_ns(ts)
+    length = us_text_to_ns(dur)
+    negative = (length < 0) & ~missing
+    past = (length > 0) & (start > _INT64_MAX - length) & ~missing
+    if past.any():
+        i = int(np.flatnonzero(past)[0])
+        raise _TimeOutOfRange(f"{int(past.sum())} event(s) end past the int64 nanosecond range (ts + dur > "
+                              f"2**63 - 1 ns, beyond the year 2262; first: {events[i].name!r}, ts="
+                              f"{bytes(events[i].ts).decode(errors='replace')}, "
+                              f"dur={bytes(events[i].dur).decode(errors='replace')} us): not a clock reading")
+    return start, start + np.where(negative, 0, length), missing, negative
 
 
 def _ints(values: list[Any]) -> np.ndarray:
     """Integer ids; strings that hold a number ("0x0", "7") are converted, other strings
-    ("Spans") become NO_ID."""
+    ("Spans") become NO_ID. (Numbers outside int64 were refused while decoding.)"""
     try:
         return np.array(values, dtype=np.int64)
     except (ValueError, TypeError, OverflowError):
@@ -277,9 +437,12 @@ def _as_int(value: Any) -> int:
     if isinstance(value, int):
         return value
     try:
-        return int(str(value), 0)
+        number = int(str(value), 0)
     except ValueError:
         return NO_ID
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise _IntOutOfRange(f"an integer id outside the int64 range: {str(value)[:40]!r}")
+    return number
 
 
 def _mark_profiler_steps(ranges: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,24 @@ changes their columns between versions (2024.6 to 2026.2 are in the corpus), so 
 built from what PRAGMA table_info reports. Integer columns leave SQLite as one group_concat text
 per column, parsed by numpy (a Python object per value would cost seconds on a million
 kernels); names stay StringIds ids until they become categoricals, each distinct id looked up once.
+
+Rows that cannot be read are never read as zero (or as -1, NULL's stand-in on the way out of
+SQLite). The rule: when the rest of the trace stays exact without them (one row's own defect), they
+are left out and counted in `RankInfo.dropped_rows`; when the defect makes the rest unreliable,
+the file is refused with one line naming the table, the column and the number of rows (BadInput).
+Per case:
+- a kernel, memcpy, memset, CUDA API call or sync row with NULL `start` or `end`, or with `end`
+  before `start`: dropped and counted ("kernel rows with NULL start or end", "kernel rows that end
+  before they start", ...). Open NVTX ranges (NULL end) are left out as before: a range still open
+  when the capture stopped is not a defect;
+- a value that is not an integer (text such as '1e3' that SQLite kept as text, a REAL, a BLOB) in
+  any integer column read: refused, whatever the column: a text in a time or id column means the
+  file was not written by nsys, and SQLite's own casts (`'1e3' >> 24` is 0) would turn it into a
+  wrong number silently;
+- NULL in a column that says where a row ran (deviceId, streamId, globalPid, globalTid): refused;
+  a NULL deviceId read as a device would be a phantom rank that renumbers the real ones;
+- a name id (kernel demangledName/shortName, CUDA API nameId, NVTX textId) that StringIds lacks or
+  holds as NULL: refused, as unnamed kernels would silently count as compute.
 """
 
 from __future__ import annotations
@@ -21,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .classify import BUILTIN_COMM_PATTERNS
+from .classify import NCCL_KERNEL
 from ..errors import BadInput
 from .model import (
     COLLECTIVE_COLUMNS,
@@ -54,10 +72,13 @@ _ID_MASK = (1 << _ID_BITS) - 1
 _CUPTI_INVALID = 0xFFFFFFFF  # CUPTI's "not applicable" stream / event / device id
 
 _MAX_PARAMS = 999  # SQLITE_MAX_VARIABLE_NUMBER before SQLite 3.32
+_COLUMN_REF = re.compile(r'\bt\.("?)(\w+)\1')  # t.start, t."end": the columns an expression reads
+_NULL_TIME = -(2**63)  # a NULL start or end, as it comes out of SQLite (no clock reads that)
+_PLACE = ("deviceId", "streamId", "globalPid", "globalTid")  # where a row ran: NULL refuses the file
 _NVTX_PUSH_POP, _NVTX_START_END, _NVTX_DOMAIN_CREATE = 59, 60, 75
 _PROFILER_STEP = re.compile(r"^ProfilerStep\s*#\s*\d+$")
 _API_VERSION_SUFFIX = re.compile(r"_v\d+$")  # cudaLaunchKernel_v7000 -> cudaLaunchKernel, as Kineto names it
-_NCCL_KERNEL = re.compile(BUILTIN_COMM_PATTERNS["nccl"])
+_NCCL_KERNEL = NCCL_KERNEL
 _NCCL_RANGE = re.compile(r"^nccl")
 # NCCL's NVTX ranges for the calls that carry data (not ncclGroupStart/End, ncclCommCount, ...)
 _NCCL_CALL = re.compile(r"^nccl(?:AllReduce|AllGather|ReduceScatter|Reduce|Broadcast|Bcast|Send|Recv|AlltoAll"
@@ -141,9 +162,15 @@ class _Export:
         return self.con.execute(sql, params).fetchall()
 
     def select(self, table: str, ints: dict[str, str], texts: dict[str, str] | None = None, join: str = "",
-               where: str = "") -> pd.DataFrame:
+               where: str = "", not_null: Sequence[str] = ()) -> pd.DataFrame:
         """Rows of `table` (aliased t) as int64 columns, one per expression in `ints` (NULL becomes
-        NO_ID), and object columns for `texts`; both in rowid order, so they line up."""
+        NO_ID), and object columns for `texts`; both in rowid order, so they line up.
+
+        The file is refused, naming the column and how many rows, where a column holds values that
+        are not integers (its text does not parse: so expressions do no arithmetic in SQL, whose
+        casts would turn '1e3' into 1 silently) or where a column named in `not_null` that an
+        expression reads as it is holds NULL (checked in numpy: NULL comes out as NO_ID; SQL counts
+        them only then, so a clean file pays nothing)."""
         rows = (f"SELECT {', '.join(f'COALESCE({e}, {NO_ID}) AS c{i}' for i, e in enumerate(ints.values()))} "
                 f"FROM {table} AS t {join} {where} ORDER BY t.rowid")
         aggregates = ", ".join(f"group_concat(c{i}, ' ')" for i in range(len(ints)))
@@ -152,23 +179,65 @@ class _Export:
         for (name, expr), text in zip(ints.items(), joined):
             out[name] = _parse_ints(text or "")
             if out[name] is None or out[name].size != count:
-                raise BadInput(self.source, f"{table}: {expr.removeprefix('t.')} holds values that are not integers")
+                self._not_integers(table, expr, join, where)
+            whole = _COLUMN_REF.fullmatch(expr)
+            if whole and whole.group(2) in not_null and (out[name] == NO_ID).any():
+                self._nulls(table, whole.group(2), join, where)
         for name, expr in (texts or {}).items():
             query = f"SELECT {expr} FROM {table} AS t {join} {where} ORDER BY t.rowid"
             out[name] = np.array([v for (v,) in self.con.execute(query)], dtype=object)
         return pd.DataFrame(out)
 
-    def strings(self, ids: np.ndarray) -> dict[int, str]:
+    def _not_integers(self, table: str, expr: str, join: str, where: str) -> None:
+        """Refuse the file for the values that are not integers in the columns `expr` reads."""
+        for column in dict.fromkeys(m.group(2) for m in _COLUMN_REF.finditer(expr)):
+            odd = f"typeof(t.{_quoted(column)}) NOT IN ('integer', 'null')"
+            n, example = self.con.execute(f"SELECT count(*), min(t.{_quoted(column)}) FROM {table} AS t {join} "
+                                          f"{f'{where} AND {odd}' if where else f'WHERE {odd}'}").fetchone()
+            if n:
+                raise BadInput(self.source, f"{table}: {column} holds values that are not integers "
+                                            f"({_rows(n)}, e.g. {str(example)[:40]!r})")
+        raise BadInput(self.source, f"{table}: {expr.removeprefix('t.')} holds values that are not integers")
+
+    def _nulls(self, table: str, column: str, join: str, where: str) -> None:
+        """Refuse the file for a column that says where rows ran and is NULL (or -1) in some."""
+        is_null = f"t.{_quoted(column)} IS NULL"
+        n, = self.con.execute(f"SELECT count(*) FROM {table} AS t {join} "
+                              f"{f'{where} AND {is_null}' if where else f'WHERE {is_null}'}").fetchone()
+        if n:
+            raise BadInput(self.source, f"{table}: {column} is NULL in {_rows(n)}: cannot tell where they ran")
+        n, = self.con.execute(f"SELECT count(*) FROM {table} AS t {join} "
+                              f"{f'{where} AND' if where else 'WHERE'} t.{_quoted(column)} = {NO_ID}").fetchone()
+        if n:
+            raise BadInput(self.source, f"{table}: {column} is {NO_ID} in {_rows(n)}: cannot tell where they ran")
+
+    def strings(self, ids: np.ndarray) -> dict[int, str | None]:
         """StringIds values of the given (distinct) ids, in chunks that fit SQLite's oldest limit
         on query parameters."""
         if "StringIds" not in self.tables:
             return {}
-        found: dict[int, str] = {}
+        found: dict[int, str | None] = {}
         for first in range(0, ids.size, _MAX_PARAMS):
             chunk = ids[first:first + _MAX_PARAMS].tolist()
             marks = ", ".join("?" * len(chunk))
             found.update(self.rows(f"SELECT id, value FROM StringIds WHERE id IN ({marks})", *chunk))
         return found
+
+    def names(self, table: str, column: str, codes: np.ndarray, ids: np.ndarray) -> list[str]:
+        """The StringIds text of each distinct id (`codes` index `ids` per row); an id StringIds
+        lacks, or holds as NULL, refuses the file."""
+        text = self.strings(ids)
+        lacking = np.fromiter((text.get(i) is None for i in ids.tolist()), dtype=bool, count=ids.size)
+        if lacking.any():
+            rows = int(lacking[codes].sum())
+            null = [i for i in ids[lacking].tolist() if i in text]
+            if null:
+                raise BadInput(self.source, f"StringIds: value is NULL for id {null[0]}, which names {_rows(rows)} "
+                                            f"of {table} ({column})")
+            first = ids[lacking][0]
+            raise BadInput(self.source, f"{table}: {column} names string ids that StringIds lacks in {_rows(rows)} "
+                                        f"(e.g. id {first}): names would be missing")
+        return [text[i] for i in ids.tolist()]
 
     def enum(self, table: str, fallback: dict[int, tuple[str, str]]) -> dict[int, tuple[str, str]]:
         """An ENUM_* table as id -> (name, label), or CUPTI's numbering when the export has none."""
@@ -177,10 +246,11 @@ class _Export:
         return {i: (name or "", label or "") for i, name, label in self.rows(f"SELECT id, name, label FROM {table}")}
 
     def process_of(self, table: str, column: str) -> str:
-        """SQL for the process key of a row of `table`, from its globalPid/globalTid."""
+        """SQL for the globalPid (or globalTid) of a row of `table`; its process key is that >> 24,
+        taken in numpy (in SQL, `'1e3' >> 24` would be a silent 0)."""
         if column in self.tables[table]:
-            return f"t.{column} >> {_ID_BITS}"
-        return str(self.sole_process())
+            return f"t.{column}"
+        return str(self.sole_process() << _ID_BITS)
 
     def sole_process(self) -> int:
         """Hand-trimmed exports may drop globalPid from GPU rows: then they can only belong to the
@@ -197,33 +267,52 @@ class _Export:
 def _read(export: _Export, first_rank: int) -> Trace:
     if KERNELS not in export.tables:
         raise BadInput(export.source, "no CUDA kernel table: was the report captured with -t cuda?")
-    ops, calls, ranges = _read_side_by_side(export)
+    dropped: dict[str, int] = {}
+    ops, calls, ranges = _read_side_by_side(export, dropped)
+    syncs = _syncs(export, ops, calls, dropped)
     ranks = _Ranks.of(ops, first_rank)
     return Trace(
-        ranks=_rank_infos(export, ranks),
+        ranks=_rank_infos(export, ranks, dropped),
         gpu_ops=_gpu_op_frame(ops, ranks),
         host_calls=_host_call_frame(calls, ranks),
-        syncs=_sync_frame(_syncs(export, ops, calls), ranks),
+        syncs=_sync_frame(syncs, ranks),
         ranges=_range_frame(ranges, ranks),
         collectives=_nccl_collectives(ops, calls, ranges, ranks),
     )
 
 
-def _read_side_by_side(export: _Export) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _read_side_by_side(export: _Export, dropped: dict[str, int]
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """GPU ops on a second connection while host calls and ranges are read: SQLite releases the
     GIL while it scans, so the two big tables are read at once on two cores."""
     with closing(export.twin()) as twin, ThreadPoolExecutor(1) as pool:
-        ops = pool.submit(_gpu_ops, twin)
-        calls = _host_calls(export)
+        gpu_dropped: dict[str, int] = {}
+        ops = pool.submit(_gpu_ops, twin, gpu_dropped)
+        calls = _host_calls(export, dropped)
         ranges = _nvtx_ranges(export)
-        return ops.result(), calls, ranges
+        ops = ops.result()
+        dropped.update(gpu_dropped)
+        return ops, calls, ranges
+
+
+def _complete(rows: pd.DataFrame, what: str, dropped: dict[str, int]) -> pd.DataFrame:
+    """`rows` without those whose start or end is NULL (_NULL_TIME, as _timed_rows reads them) or
+    whose end comes before their start; each kind counted in `dropped` as "<what> rows ..."."""
+    incomplete = (rows["start"].to_numpy() == _NULL_TIME) | (rows["end"].to_numpy() == _NULL_TIME)
+    backwards = (rows["end"].to_numpy() < rows["start"].to_numpy()) & ~incomplete
+    for bad, why in ((incomplete, "with NULL start or end"), (backwards, "that end before they start")):
+        if bad.any():
+            dropped[f"{what} rows {why}"] = dropped.get(f"{what} rows {why}", 0) + int(bad.sum())
+    bad = incomplete | backwards
+    return rows[~bad].reset_index(drop=True) if bad.any() else rows
 
 
 # --- GPU ops -------------------------------------------------------------------------------------
 
-def _gpu_ops(export: _Export) -> pd.DataFrame:
+def _gpu_ops(export: _Export, dropped: dict[str, int]) -> pd.DataFrame:
     """Kernels, memcpys and memsets: start, end, device, context, stream, correlation, process,
-    kind (codes into GPU_OP_KINDS) and name (categorical)."""
+    kind (codes into GPU_OP_KINDS) and name (categorical). Rows without a usable start and end
+    are left out and counted in `dropped`."""
     parts: list[pd.DataFrame] = []
     labels: list[str] = []
     for kind, table, read in (("kernel", KERNELS, _kernel_rows), ("memcpy", MEMCPYS, _memcpy_rows),
@@ -231,7 +320,7 @@ def _gpu_ops(export: _Export) -> pd.DataFrame:
         if table not in export.tables:
             continue
         export.require(table, "start", "end", "deviceId", "streamId")
-        rows, names = read(export)
+        rows, names = read(export, kind, dropped)
         rows["name"] += len(labels)
         rows["kind"] = np.int8(GPU_OP_KINDS.index(kind))
         parts.append(rows)
@@ -255,22 +344,34 @@ def _op_exprs(export: _Export, table: str) -> dict[str, str]:
     }
 
 
-def _kernel_rows(export: _Export) -> tuple[pd.DataFrame, list[str]]:
+def _timed_rows(export: _Export, table: str, ints: dict[str, str], what: str, dropped: dict[str, int]
+                ) -> pd.DataFrame:
+    """select() of a table with start and end (and, from _op_exprs, a globalPid in `process`,
+    turned into its process key), without its rows that have no usable time."""
+    null_time = f"({_NULL_TIME + 1} - 1)"  # SQLite reads the literal -2**63 as a REAL
+    timed = {**ints, "start": f"COALESCE({ints['start']}, {null_time})", "end": f"COALESCE({ints['end']}, {null_time})"}
+    rows = export.select(table, timed, not_null=_PLACE)
+    if "process" in rows and table != RUNTIME:
+        rows["process"] = rows["process"].to_numpy() >> _ID_BITS
+    return _complete(rows, what, dropped)
+
+
+def _kernel_rows(export: _Export, kind: str, dropped: dict[str, int]) -> tuple[pd.DataFrame, list[str]]:
     """Kernels named by demangledName, else shortName (both StringIds ids)."""
     name_columns = [f"t.{c}" for c in ("demangledName", "shortName") if c in export.tables[KERNELS]]
     if not name_columns:
         raise BadInput(export.source, f"{KERNELS} has neither demangledName nor shortName: no kernel names")
-    rows = export.select(KERNELS, {**_op_exprs(export, KERNELS), "name": f"COALESCE({', '.join(name_columns)})"})
+    rows = _timed_rows(export, KERNELS, {**_op_exprs(export, KERNELS), "name": f"COALESCE({', '.join(name_columns)})"},
+                       kind, dropped)
     codes, ids = pd.factorize(rows["name"].to_numpy())
-    text = export.strings(ids)
     rows["name"] = codes
-    return rows, [text.get(i, "") for i in ids.tolist()]
+    return rows, export.names(KERNELS, "/".join(c.removeprefix("t.") for c in name_columns), codes, ids)
 
 
-def _memcpy_rows(export: _Export) -> tuple[pd.DataFrame, list[str]]:
+def _memcpy_rows(export: _Export, kind: str, dropped: dict[str, int]) -> tuple[pd.DataFrame, list[str]]:
     """Named as Kineto names them: "Memcpy DtoD (Device -> Device)"."""
     export.require(MEMCPYS, "copyKind")
-    rows = export.select(MEMCPYS, {**_op_exprs(export, MEMCPYS), "name": "t.copyKind"})
+    rows = _timed_rows(export, MEMCPYS, {**_op_exprs(export, MEMCPYS), "name": "t.copyKind"}, kind, dropped)
     codes, kinds = pd.factorize(rows["name"].to_numpy())
     oper = export.enum("ENUM_CUDA_MEMCPY_OPER", _MEMCPY_OPER)
     rows["name"] = codes
@@ -282,10 +383,10 @@ def _memcpy_name(enum_name: str, label: str) -> str:
     return f"Memcpy {short} ({label.replace('-to-', ' -> ')})"
 
 
-def _memset_rows(export: _Export) -> tuple[pd.DataFrame, list[str]]:
+def _memset_rows(export: _Export, what: str, dropped: dict[str, int]) -> tuple[pd.DataFrame, list[str]]:
     """Named as Kineto names them: "Memset (Device)"."""
     kind = "t.memKind" if "memKind" in export.tables[MEMSETS] else str(NO_ID)
-    rows = export.select(MEMSETS, {**_op_exprs(export, MEMSETS), "name": kind})
+    rows = _timed_rows(export, MEMSETS, {**_op_exprs(export, MEMSETS), "name": kind}, what, dropped)
     codes, kinds = pd.factorize(rows["name"].to_numpy())
     mem_kind = export.enum("ENUM_CUDA_MEM_KIND", _MEM_KIND)
     rows["name"] = codes
@@ -366,14 +467,14 @@ class _Ranks:
         return rows, self.numbers[order][np.repeat(lo, count) + nth]
 
 
-def _rank_infos(export: _Export, ranks: _Ranks) -> list[RankInfo]:
+def _rank_infos(export: _Export, ranks: _Ranks, dropped: dict[str, int]) -> list[RankInfo]:
     versions = _nsys_version(export)
     gpu_name = _gpu_names(export)
     infos = []
     for rank, process, device in zip(ranks.numbers.tolist(), ranks.process.tolist(), ranks.device.tolist()):
         pid = process & _ID_MASK
         infos.append(RankInfo(rank=rank, source=export.source, device=device, pid=pid, gpu_name=gpu_name(pid, device),
-                              format="nsys", versions=dict(versions)))
+                              format="nsys", versions=dict(versions), dropped_rows=dict(sorted(dropped.items()))))
     return infos
 
 
@@ -410,20 +511,20 @@ def _gpu_names(export: _Export) -> Callable[[int, int], str | None]:
 
 # --- host calls ----------------------------------------------------------------------------------
 
-def _host_calls(export: _Export) -> pd.DataFrame:
+def _host_calls(export: _Export, dropped: dict[str, int]) -> pd.DataFrame:
     """CUDA runtime and driver calls (one table; eventClass tells them apart): start, end,
     process, tid, correlation, api (codes into HOST_APIS), name (categorical)."""
     if RUNTIME not in export.tables:
         return _empty(("start", "end", "process", "tid", "correlation", "api"), ("name",))
     export.require(RUNTIME, "start", "end", "globalTid", "correlationId", "nameId")
-    calls = export.select(RUNTIME, {
+    calls = _timed_rows(export, RUNTIME, {
         "start": "t.start",
         "end": 't."end"',
         "process": "t.globalTid",  # split below: one column out of SQLite instead of two
         "correlation": "t.correlationId",
         "name": "t.nameId",
         "event_class": "t.eventClass" if "eventClass" in export.tables[RUNTIME] else str(NO_ID),
-    })
+    }, "CUDA API call", dropped)
     global_tid = calls["process"].to_numpy()
     calls["process"], calls["tid"] = global_tid >> _ID_BITS, global_tid & _ID_MASK
     classes = export.enum("ENUM_NSYS_EVENT_CLASS", _EVENT_CLASS)
@@ -431,8 +532,8 @@ def _host_calls(export: _Export) -> pd.DataFrame:
     is_driver = np.isin(calls.pop("event_class").to_numpy(), driver)
     calls["api"] = np.where(is_driver, HOST_APIS.index("driver"), HOST_APIS.index("runtime"))
     codes, ids = pd.factorize(calls["name"].to_numpy())
-    text = export.strings(ids)
-    calls["name"] = _categorical(codes, [_API_VERSION_SUFFIX.sub("", text.get(i, "")) for i in ids.tolist()])
+    text = export.names(RUNTIME, "nameId", codes, ids)
+    calls["name"] = _categorical(codes, [_API_VERSION_SUFFIX.sub("", t) for t in text])
     return calls
 
 
@@ -467,14 +568,21 @@ def _nvtx_ranges(export: _Export) -> pd.DataFrame:
         {
             "start": "t.start",
             "end": 't."end"',
-            "process": f"t.globalTid >> {_ID_BITS}",
-            "tid": f"t.globalTid & {_ID_MASK}",
+            "process": "t.globalTid",  # split below: in SQL, `'1e3' >> 24` would be a silent 0
             "domain_id": "COALESCE(t.domainId, 0)" if "domainId" in export.tables[NVTX] else "0",  # NULL: default
         },
         texts={"name": _nvtx_text(export)},
         join=_join_strings(export),
         where=f'WHERE t.eventType IN ({_NVTX_PUSH_POP}, {_NVTX_START_END}) AND t."end" IS NOT NULL',
+        not_null=_PLACE,
     )
+    global_tid = ranges["process"].to_numpy()
+    ranges["process"] = global_tid >> _ID_BITS
+    ranges.insert(3, "tid", global_tid & _ID_MASK)
+    lacking = int(pd.isna(ranges["name"]).sum())  # a textId whose string StringIds lacks or holds as NULL
+    if lacking:
+        raise BadInput(export.source, f"{NVTX}: textId names strings that StringIds lacks or holds as NULL "
+                                      f"in {_rows(lacking)}: range names would be missing")
     codes, names = pd.factorize(ranges["name"].to_numpy())
     ranges["name"] = _categorical(codes, list(names))
     ranges["domain"] = _domain_names(export, ranges)
@@ -482,10 +590,11 @@ def _nvtx_ranges(export: _Export) -> pd.DataFrame:
 
 
 def _nvtx_text(export: _Export) -> str:
-    """A range's name: its text, else its registered string (textId)."""
+    """A range's name: its text, else its registered string (textId); NULL when it has a textId
+    that StringIds lacks (or holds as NULL), "" when it has neither."""
     sources = ["t.text"] if "text" in export.tables[NVTX] else []
-    sources += ["s.value"] if _join_strings(export) else []
-    return f"CAST(COALESCE({', '.join([*sources, repr('')])}) AS TEXT)"
+    sources += ["s.value", "CASE WHEN t.textId IS NULL THEN '' END"] if _join_strings(export) else ["''"]
+    return f"CAST(COALESCE({', '.join(sources)}) AS TEXT)"
 
 
 def _join_strings(export: _Export) -> str:
@@ -530,18 +639,18 @@ def _range_frame(ranges: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
 
 # --- synchronisation -----------------------------------------------------------------------------
 
-def _syncs(export: _Export, ops: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+def _syncs(export: _Export, ops: pd.DataFrame, calls: pd.DataFrame, dropped: dict[str, int]) -> pd.DataFrame:
     """Sync and event-record rows of every process (start, end, process, device, stream, event,
     kind, correlation, wait_on_stream, record_correlation), linked before ranks are assigned:
     an event may be recorded on one GPU and awaited on another."""
     records = _event_records(export, calls)
-    rows = _kind_from_call(_sync_rows(export), calls)
+    rows = _kind_from_call(_sync_rows(export, dropped), calls)
     syncs = pd.concat([records, _link_to_records(rows, records)], ignore_index=True)
     syncs["device"] = _device_of_context(ops, syncs)
     return syncs
 
 
-def _sync_rows(export: _Export) -> pd.DataFrame:
+def _sync_rows(export: _Export, dropped: dict[str, int]) -> pd.DataFrame:
     """CUPTI_ACTIVITY_KIND_SYNCHRONIZATION. 2025.1 and later carry deprecatedSyncType beside
     syncType (every corpus file fills syncType and leaves deprecatedSyncType NULL) and eventSyncId;
     2024.6 has syncType alone."""
@@ -549,11 +658,11 @@ def _sync_rows(export: _Export) -> pd.DataFrame:
         return _empty(_SYNC_ROW_COLUMNS)
     export.require(SYNCHRONIZATION, "start", "end", "deviceId", "streamId", "syncType")
     columns = export.tables[SYNCHRONIZATION]
-    rows = export.select(SYNCHRONIZATION, {
+    rows = _timed_rows(export, SYNCHRONIZATION, {
         **_op_exprs(export, SYNCHRONIZATION),
         "event": "t.eventId" if "eventId" in columns else str(NO_ID),
         "type": "COALESCE(t.syncType, t.deprecatedSyncType)" if "deprecatedSyncType" in columns else "t.syncType",
-    })
+    }, "sync", dropped)
     kind_of_type = {i: SYNC_KINDS.index(_SYNC_KIND_OF_TYPE[name])
                     for i, (name, _) in export.enum("ENUM_CUPTI_SYNC_TYPE", _SYNC_TYPE).items()
                     if name in _SYNC_KIND_OF_TYPE}
@@ -596,7 +705,8 @@ def _event_records(export: _Export, calls: pd.DataFrame) -> pd.DataFrame:
         return _empty(_SYNC_ROW_COLUMNS)
     export.require(CUDA_EVENTS, "deviceId", "streamId", "correlationId", "eventId")
     exprs = {k: v for k, v in _op_exprs(export, CUDA_EVENTS).items() if k not in ("start", "end")}
-    records = export.select(CUDA_EVENTS, {**exprs, "event": "t.eventId"})
+    records = export.select(CUDA_EVENTS, {**exprs, "event": "t.eventId"}, not_null=_PLACE)
+    records["process"] = records["process"].to_numpy() >> _ID_BITS
     record_calls = calls[np.isin(calls["correlation"].to_numpy(), records["correlation"].to_numpy())]
     records = records.merge(record_calls[["process", "correlation", "start", "end"]], on=["process", "correlation"])
     return _with_wait_columns(records.assign(kind=np.int8(SYNC_KINDS.index("event_record"))))
@@ -722,6 +832,14 @@ def _parse_ints(text: str) -> np.ndarray | None:
         return np.fromstring(text, dtype=np.int64, sep=" ")
     except ValueError:
         return None
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"'
 
 
 def _take(values: np.ndarray, index: np.ndarray, missing: np.ndarray | int) -> np.ndarray:

@@ -41,6 +41,7 @@ from .trace.names import compile_all
 from .trace.model import RankInfo, Trace
 
 MIN_CHUNK = 1 << 20
+_PRELOAD = ("numpy", "pandas", "msgspec", "orjson", "pyarrow")
 # the text in flight (chunk, carried tail, the run of events being decoded and its decoded structs)
 # measured at about 12 chunks: a budget keeps it to a tenth of itself
 _CHUNKS_PER_BUDGET = 128
@@ -315,9 +316,12 @@ class _Processes:
         import multiprocessing
 
         # forkserver: workers never inherit the parent's threads (a progress bar's, a notebook's),
-        # and the preload imports pandas & co. once for all of them
+        # and the preload imports the heavy libraries once for all of them. Not overlapscope itself:
+        # the server starts as `python -c`, with the current directory first on sys.path, where a
+        # folder named overlapscope (a clone's parent) would shadow the package; each worker imports
+        # it after taking the parent's sys.path.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        context.set_forkserver_preload(list(_PRELOAD))
         outcomes: list[Any] = [None] * len(tasks)
         with ProcessPoolExecutor(min(self.workers, len(tasks)) or 1, mp_context=context) as pool:
             futures = {pool.submit(run_file, task): i for i, task in enumerate(tasks)}
@@ -341,7 +345,7 @@ class _Dask:
             raise BadInput("executor", "dask needs dask.distributed: pip install 'overlapscope[scale]'") from None
         try:  # how long to try is Dask's own setting: distributed.comm.timeouts.connect
             client = Client(self.address)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError, TypeError) as e:  # unreachable, or no address at all
             raise BadInput("scheduler", f"cannot reach the Dask scheduler at {self.address}: {e}") from None
         # workers run in other directories, maybe on other hosts (sharing the files): they get
         # absolute paths, and the results name the files as they were given

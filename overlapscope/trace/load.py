@@ -187,6 +187,12 @@ def _expand(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
     """(file, given explicitly) for every path; directories contribute their regular files."""
     out: list[tuple[Path, bool]] = []
     for p in map(Path, paths):
+        try:
+            os.stat(p)
+        except FileNotFoundError:
+            raise BadInput(p, "no such file or directory") from None
+        except OSError as e:  # a name over 255 bytes, a loop of links, no permission
+            raise BadInput(_shown(p), f"cannot read: {e.strerror}") from None
         if p.is_dir():
             out.extend((child, False) for child in sorted(p.iterdir()) if child.is_file())
         elif p.is_file():
@@ -196,6 +202,12 @@ def _expand(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
         else:
             raise BadInput(p, "no such file or directory")
     return out
+
+
+def _shown(path: Path, limit: int = 120) -> str:
+    """A path short enough for one line of an error message."""
+    text = str(path)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
 
 
 def _recognise(files: list[tuple[Path, bool]]) -> tuple[list[_File], list[str]]:

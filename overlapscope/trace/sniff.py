@@ -56,6 +56,8 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("foreign", FOREIGN["perfetto"])
     text = head.lstrip()
     if text.startswith(b"["):
+        if MANIFEST_MARK.encode() in head:  # a broken run manifest: read, and refused there
+            return Sniffed("manifest")
         return Sniffed("foreign", FOREIGN["autograd-json"]) if b'"ph"' in head else _not_a_trace("JSON")
     if not text.startswith(b"{"):
         return _not_a_trace("not JSON or SQLite")

@@ -29,7 +29,7 @@ def floor(path: str) -> dict:
 
 def analyze(*paths: str) -> dict:
     from overlapscope.overlap import analyze as run
-    from overlapscope.trace.load import load
+    from overlapscope.pipeline import load
 
     result = run(load(list(paths)))
     return {"overlap_pct": [r.overlap_pct for r in result.ranks]}

@@ -110,7 +110,7 @@ def _overlap(out: Path, region: str) -> str:
     """Mean over ranks of the overlap % of the model's region, measured by overlapscope."""
     from overlapscope.errors import BadInput
     from overlapscope.overlap import analyze
-    from overlapscope.trace.load import load
+    from overlapscope.pipeline import load
 
     try:
         rows = analyze(load([out]), [region]).regions

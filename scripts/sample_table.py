@@ -27,7 +27,7 @@ from overlapscope.overlap import analyze  # noqa: E402
 from overlapscope.trace.links import launch_points, launched_in_region  # noqa: E402
 from overlapscope.races.check import check_races  # noqa: E402
 from overlapscope.races.findings import Finding  # noqa: E402
-from overlapscope.trace.load import load  # noqa: E402
+from overlapscope.pipeline import load  # noqa: E402
 from reference_models import MODELS  # noqa: E402
 
 SAMPLES = REPO / "sample_traces"

@@ -23,7 +23,7 @@ from overlapscope import intervals as iv
 from overlapscope.attribution import INSTANCE_COLUMNS, JSON_INSTANCE_KEYS, attribute
 from overlapscope.overlap import analyze
 from overlapscope.trace.links import launch_points, launched_in_region
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from overlapscope.trace.model import (FRAME_COLUMNS, GPU_OP_COLUMNS, HOST_CALL_COLUMNS, RANGE_COLUMNS, RankInfo,
                                       Trace, empty_frame, frame_from_columns)
 

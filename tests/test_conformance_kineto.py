@@ -21,7 +21,7 @@ import pytest
 from corpus import corpus_files, corpus_path
 from overlapscope import intervals as iv
 from overlapscope.overlap import analyze
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from overlapscope.trace.model import Trace
 
 KINETO = [p for p in corpus_files("kineto", "*.json.gz") if "execution_trace" not in p.name]

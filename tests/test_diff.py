@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from overlapscope.cli import app
 from overlapscope.diff import WHOLE_TRACE, compare_findings, diff_runs
 from overlapscope.races.findings import Access, Finding, RaceReport
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_report_helpers import COMM_NS, tbo_run
 
 runner = CliRunner()

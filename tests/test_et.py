@@ -13,7 +13,7 @@ from overlapscope.errors import BadInput
 from overlapscope.overlap import launch_points
 from overlapscope.races.accesses import collect_accesses
 from overlapscope.trace.et import parse_execution_trace, read_execution_trace
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_races_helpers import execution_trace, tensor
 
 

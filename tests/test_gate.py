@@ -11,7 +11,7 @@ from overlapscope.cli import app
 from overlapscope.config import Floor, GateSettings, load_config
 from overlapscope.errors import BadInput
 from overlapscope.gate import evaluate_gate, gate_settings
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_report_helpers import no_comm_run, no_gpu_run, tbo_run
 
 runner = CliRunner()

@@ -17,7 +17,7 @@ from overlapscope.cli import app
 from overlapscope.errors import BadInput
 from overlapscope.history import SCHEMA_VERSION, WHOLE_TRACE, read_trend, record_run, sha256_of
 from overlapscope.overlap import analyze
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_report_helpers import COMM_NS, tbo_run
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from builders import KinetoBuilder
 from overlapscope.cli import app
 from overlapscope.overlap import analyze
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 
 T0 = 1_712_195_495_505_583_123  # ns since the epoch, not a whole microsecond
 runner = CliRunner()

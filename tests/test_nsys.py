@@ -17,7 +17,7 @@ from overlapscope.cli import app
 from overlapscope.errors import BadInput
 from overlapscope.overlap import analyze
 from overlapscope.races.hb import happens_before
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from overlapscope.trace.model import NO_ID
 from overlapscope.trace.nsys import read_nsys
 

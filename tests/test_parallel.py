@@ -16,7 +16,7 @@ from overlapscope.errors import BadInput
 from overlapscope.overlap import analyze
 from overlapscope.pipeline import CHUNK, MIN_CHUNK, ScaleOptions, analyze_run, chunk_size_for, parse_size
 from overlapscope.renderers.json import dumps
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 
 T0 = 1_712_195_495_505_583_123
 NCCL = "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)"

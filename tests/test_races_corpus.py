@@ -7,7 +7,7 @@ import pytest
 
 from corpus import CORPUS, corpus_files, corpus_path
 from overlapscope.races import check_races
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 
 KINETO = [p.name for p in sorted((CORPUS / "kineto" / "hta").glob("*.json.gz")) if "execution_trace" not in p.name]
 NSYS = [str(p.relative_to(CORPUS / "nsys")) for p in sorted((CORPUS / "nsys").rglob("*.sqlite"))]

@@ -16,7 +16,7 @@ import orjson
 from builders import KinetoBuilder, _Num, us
 from overlapscope.instrument import encode_access_mark
 from overlapscope.races import RaceReport, check_races
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 
 T0 = 1_712_195_495_505_583_000  # an absolute epoch base, as real traces have
 MAIN, NIC = 1000, 2000  # host threads: the model's, and a transfer engine's

@@ -8,7 +8,7 @@ import pytest
 
 from overlapscope.overlap import launch_points
 from overlapscope.races.places import op_places
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_races_helpers import NIC, T0, RaceBuilder, check, execution_trace, tensor, write
 
 IDS = {"ids": (0x7F00_0000_0000, 4096)}

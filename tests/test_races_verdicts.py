@@ -13,7 +13,7 @@ from overlapscope import races
 from overlapscope.races import check_races
 from overlapscope.races import findings as findings_module
 from overlapscope.renderers.races_console import print_races
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_races_helpers import NIC, RaceBuilder, check
 from test_races_rules import IDS, STAGING, dp_gather_then_consume, ranks_issuing
 

@@ -16,7 +16,7 @@ from nsys_builder import NsysBuilder
 from overlapscope.cli import app
 from overlapscope.errors import BadInput
 from overlapscope.overlap import analyze
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 
 COMM = "ncclDevKernel_AllReduce_Sum_f32_RING_LL"
 runner = CliRunner()

@@ -18,7 +18,7 @@ from overlapscope.cli import app
 from overlapscope.overlap import exposed_by_kernel
 from overlapscope.races.findings import Access, Finding, RaceReport
 from overlapscope.renderers.html import render_html, script_json
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_report_helpers import COMM_NS, HOSTILE, LONG_NAME, hostile_run, no_gpu_run, tbo_run
 
 runner = CliRunner()

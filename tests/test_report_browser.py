@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from overlapscope import report as rp
 from overlapscope.cli import app
 from overlapscope.renderers.html import write_html
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_report_helpers import HOSTILE, hostile_run, tbo_run
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -54,7 +54,7 @@ def test_manifest_records_the_run(cpu_run: tuple[Path, str]) -> None:
 
 
 def test_the_run_is_analysed_and_loads_with_its_regions_steps_and_execution_traces(cpu_run: tuple[Path, str]) -> None:
-    from overlapscope.trace.load import load
+    from overlapscope.pipeline import load
 
     out, output = cpu_run
     assert "^tbo/block$" in output and "ProfilerStep#1" in output
@@ -104,7 +104,7 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str, tmp_p
 def test_torch_profiler_records_the_transfer_engine_thread(tmp_path: Path) -> None:
     """The staging transfer's read is marked on the transfer engine's own thread; the profiler,
     which by default records only the thread that started it, must record that thread too."""
-    from overlapscope.trace.load import load
+    from overlapscope.pipeline import load
 
     out = tmp_path / "staging"
     result = runner.invoke(app, ["run", "staging_transfer", "--variant", "unsynced", "--device", "cpu",
@@ -122,7 +122,7 @@ def test_pacing_has_its_own_range_in_every_step(cpu_run: tuple[Path, str]) -> No
     the model's region, so an analysis can tell it apart (and run.json names its kernels to exclude)."""
     import re
 
-    from overlapscope.trace.load import load
+    from overlapscope.pipeline import load
 
     out, _ = cpu_run
     ranges = load([out]).ranges
@@ -202,7 +202,7 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_run_drives_a_users_own_workload(user_package: str, tmp_path: Path) -> None:
-    from overlapscope.trace.load import load
+    from overlapscope.pipeline import load
 
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", f"{user_package}:build", "--variant", "summed", "--device", "cpu",

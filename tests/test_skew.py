@@ -15,7 +15,7 @@ from overlapscope.cli import app
 from overlapscope.pipeline import ScaleOptions, analyze_run
 from overlapscope.renderers.json import dumps
 from overlapscope.skew import collective_summary, exclude_waiting, find_waiting, skew_of
-from overlapscope.trace.load import load
+from overlapscope.pipeline import load
 from test_parallel import NCCL, T0
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,10 @@ from .plan import Workload
 MANIFEST_NAME = "run.json"
 
 
-def build_manifest(work: Workload, ranks: list[dict[str, Any]], command: list[str]) -> dict[str, Any]:
+def build_manifest(work: Workload, ranks: list[dict[str, Any]], command: list[str],
+                   profiler_version: str | None = None, profiler_command: list[str] | None = None) -> dict[str, Any]:
+    """`profiler_version` / `profiler_command`: an external profiler's (nsys, rocprofv3) `--version`
+    line and the command line it ran; null for the in-process torch profiler and for none."""
     from ..trace.load import MANIFEST_MARK
 
     first = ranks[0]
@@ -32,6 +35,8 @@ def build_manifest(work: Workload, ranks: list[dict[str, Any]], command: list[st
         "gpu_name": first["gpu_name"],
         "versions": first["versions"],
         "profiler": work.profiler,
+        "profiler_version": profiler_version,
+        "profiler_command": profiler_command,
         "command": command,
         "warmup_steps": work.warmup,
         "step_times_ms": [r["step_times_ms"] for r in ranks],  # [rank][step], GPU time (CPU: wall time)

@@ -44,8 +44,9 @@ PACING_REGION_REGEX = r"^overlapscope/pacing(/|$)"
 PACING_KERNELS = (r"spin_kernel",)
 
 # A profiled step's launch time, as a multiple of the warm-up's (no profiler): the Execution Trace
-# multiplies the host's per-op cost by about 7; Nsight Systems' CUDA tracing by about 2.
-HEAD_START_FACTOR = {"torch": 7.0, "nsys": 2.5, "none": 1.0}
+# multiplies the host's per-op cost by about 7; Nsight Systems' CUDA tracing by about 2. rocprofv3's
+# HIP API tracing is taken to cost as much as nsys's CUDA tracing (not measured: no AMD GPU here).
+HEAD_START_FACTOR = {"torch": 7.0, "nsys": 2.5, "rocprofv3": 2.5, "none": 1.0}
 HEAD_START_GROWTH = 1.5
 HEAD_START_MARGIN_MS = 1.0
 HEAD_START_CAP = 1.2  # x L: a head start as long as the launch already keeps the GPU fed throughout

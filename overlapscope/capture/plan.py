@@ -9,8 +9,13 @@ from typing import Any
 from ..errors import BadInput
 from .workloads import resolve, resolve_config, target_of
 
-PROFILERS = ("torch", "nsys", "none")
+PROFILERS = ("torch", "nsys", "none", "rocprofv3")
 DEVICES = ("cuda", "cpu")
+# Profilers that trace GPU work only: on a CPU run they would record nothing.
+GPU_ONLY = {
+    "nsys": "traces CUDA and NVTX: use it with --device cuda",
+    "rocprofv3": "traces HIP, ROCTx and RCCL on ROCm GPUs: use it with --device cuda (torch's name for a ROCm GPU too)",
+}
 
 
 @dataclass
@@ -68,14 +73,12 @@ def plan(request: RunRequest) -> Workload:
             raise BadInput(option, f"must be at least {least}, not {value}")
     overrides = _parse_overrides(request.overrides)
     target_of(request.model)  # an unknown name is bad input before torch is looked for
-    if request.profiler == "nsys":
-        from ..trace.load import find_nsys
-
-        if not find_nsys():
-            raise BadInput("--profiler nsys", "Nsight Systems not found: put nsys on PATH or set OVERLAPSCOPE_NSYS")
-        if request.device != "cuda":
-            raise BadInput("--profiler nsys", "traces CUDA and NVTX: use it with --device cuda")
+    _check_profiler_found(request.profiler)
+    if request.profiler in GPU_ONLY and request.device != "cuda":
+        raise BadInput(f"--profiler {request.profiler}", GPU_ONLY[request.profiler])
     _check_torch(request.device, request.world_size)
+    if request.profiler == "rocprofv3" and request.device == "cuda":
+        _check_rocm_torch()
     work = resolve(request.model)
     info = work.info
     variant = request.variant or info.baseline_variant
@@ -90,6 +93,27 @@ def plan(request: RunRequest) -> Workload:
     return Workload(work.name, variant, config, request.world_size, request.device, request.profiler,
                     request.steps, request.warmup, str(out), head_start=info.head_start, target=work.target,
                     baseline=info.baseline_variant, overlap_region=info.overlap_region)
+
+
+def _check_profiler_found(profiler: str) -> None:
+    if profiler == "nsys":
+        from ..trace.load import find_nsys
+
+        if not find_nsys():
+            raise BadInput("--profiler nsys", "Nsight Systems not found: put nsys on PATH or set OVERLAPSCOPE_NSYS")
+    if profiler == "rocprofv3":
+        from .rocprof import NOT_FOUND, find_rocprofv3
+
+        if not find_rocprofv3():
+            raise BadInput("--profiler rocprofv3", NOT_FOUND)
+
+
+def _check_rocm_torch() -> None:
+    import torch
+
+    if not torch.version.hip:
+        raise BadInput("--profiler rocprofv3", f"traces ROCm GPUs, and this torch ({torch.__version__}) is not a "
+                                               "ROCm build: use --profiler torch or nsys on NVIDIA GPUs")
 
 
 def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:

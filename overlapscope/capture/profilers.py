@@ -5,6 +5,9 @@
   (CUPTI set-up) runs before the recorded ones.
 - nsys: the process already runs under `nsys profile`; each step becomes an NVTX range
   `ProfilerStep#N` (domain "overlapscope"), and cudaProfilerStart/Stop bound the capture range.
+- rocprofv3: the process already runs under `rocprofv3 --selected-regions`; roctxProfilerResume/Pause
+  bound the capture window and each step becomes a ROCTx range `ProfilerStep#N` (capture/rocprof.py).
+  On a CPU (tests with a stand-in rocprofv3) it marks nothing.
 - none: nothing.
 Worker code: torch is imported inside.
 """
@@ -112,9 +115,48 @@ class NsysRanges:
         self._index += 1
 
 
+class RocprofRanges:
+    warmup_steps = 0
+
+    def __init__(self, cuda: bool) -> None:
+        from .rocprof import Roctx
+
+        self.cuda = cuda
+        self._roctx = Roctx() if cuda else None
+        self._index = 1  # numbered like the torch profiler's recorded steps
+
+    def __enter__(self) -> RocprofRanges:
+        if self._roctx is not None:
+            import torch
+
+            torch.cuda.synchronize()
+            self._roctx.resume()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._roctx is not None:
+            import torch
+
+            torch.cuda.synchronize()
+            self._roctx.pause()
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        if self._roctx is not None:
+            self._roctx.push(f"ProfilerStep#{self._index}")
+        try:
+            yield
+        finally:
+            if self._roctx is not None:
+                self._roctx.pop()
+        self._index += 1
+
+
 def open_session(profiler: str, out_dir: Path, rank: int, steps: int, cuda: bool) -> Any:
     if profiler == "torch":
         return TorchProfiler(out_dir, rank, steps, cuda)
     if profiler == "nsys":
         return NsysRanges()
+    if profiler == "rocprofv3":
+        return RocprofRanges(cuda)
     return NoProfiler()

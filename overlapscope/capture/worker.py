@@ -10,6 +10,7 @@ Rank side: torch is imported inside.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,4 +113,5 @@ def _time(fn: Callable[[], None], ctx: Any, clock: StepClock) -> dict[str, float
 
 
 def _write(work: Workload, rank: int, data: dict[str, Any]) -> None:
-    (Path(work.results_dir) / f"rank-{rank}.json").write_text(json.dumps({"rank": rank, **data}))
+    # the pid names the rank's database under rocprofv3 (<pid>_results.db)
+    (Path(work.results_dir) / f"rank-{rank}.json").write_text(json.dumps({"rank": rank, "pid": os.getpid(), **data}))

@@ -316,11 +316,3 @@ def _match_execution_traces(files: list[_File], ranks: list[int]) -> dict[int, s
         out[rank] = str(f.path)
     return out
 
-
-def __getattr__(name: str):
-    # TODO(lead): remove once tests import `load` from overlapscope.pipeline
-    if name == "load":
-        from ..pipeline import load
-
-        return load
-    raise AttributeError(name)

@@ -142,7 +142,7 @@ def run(
     model: Annotated[str, typer.Argument(help="A reference model (deepseek_v4_tbo, deepseek_v32_nsa_cp, staging_transfer) or your workload as package.module:factory.", show_default=False)],
     variant: Annotated[Optional[str], typer.Option(help="Variant of the model (default: its baseline).")] = None,
     world_size: Annotated[int, typer.Option("--world-size", help="Ranks to spawn on this host.")] = 2,
-    profiler: Annotated[str, typer.Option(help="torch | nsys | none.")] = "torch",
+    profiler: Annotated[str, typer.Option(help="torch | nsys | rocprofv3 | none.")] = "torch",
     device: Annotated[str, typer.Option(help="cuda | cpu (cpu: gloo, small sizes, streams are no-ops).")] = "cuda",
     steps: Annotated[int, typer.Option(help="Profiled steps.")] = 6,
     warmup: Annotated[int, typer.Option(help="Unprofiled steps first, so every code path is loaded.")] = 3,

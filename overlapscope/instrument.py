@@ -101,7 +101,7 @@ def parse_access_mark(name: str) -> AccessMark | None:
 
 @contextlib.contextmanager
 def region(name: str) -> Iterator[None]:
-    """A named range in both NVTX (domain "overlapscope") and the torch profiler."""
+    """A named range in NVTX (domain "overlapscope"), the torch profiler and, on ROCm, ROCTx."""
     import nvtx
 
     with contextlib.ExitStack() as stack:
@@ -109,6 +109,8 @@ def region(name: str) -> Iterator[None]:
         torch = sys.modules.get("torch")
         if torch is not None:
             stack.enter_context(torch.profiler.record_function(name))
+            if getattr(torch.version, "hip", None):  # ROCm: torch's nvtx ranges are ROCTx, which rocprofv3 records
+                stack.enter_context(torch.cuda.nvtx.range(name))
         yield
 
 

@@ -224,3 +224,29 @@ def test_the_ranks_report_their_pids(rocprof_run: tuple[Path, Path, str]) -> Non
             pids += [p for (p,) in con.execute(f'SELECT pid FROM "{table}"')]
         con.close()
     assert len(set(pids)) == 2 and os.getpid() not in pids
+
+
+def test_regions_are_roctx_ranges_on_rocm(monkeypatch):
+    """rocprofv3 records ROCTx, not NVTX: on a ROCm build of torch a region is also a ROCTx range."""
+    import contextlib
+
+    import torch
+
+    from overlapscope.instrument import region
+
+    opened = []
+
+    @contextlib.contextmanager
+    def fake_range(name):
+        opened.append(name)
+        yield
+
+    monkeypatch.setattr(torch.version, "hip", "6.4.0", raising=False)
+    monkeypatch.setattr(torch.cuda.nvtx, "range", fake_range)
+    with region("tbo/block"):
+        pass
+    assert opened == ["tbo/block"]
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    with region("tbo/block"):
+        pass
+    assert opened == ["tbo/block"]

@@ -302,13 +302,18 @@ def _family_rows(rank: int, ops: pd.DataFrame, mine: np.ndarray) -> list[FamilyR
 
 
 def _suspect_rows(rank: int, ops: pd.DataFrame, compute: np.ndarray) -> list[SuspectRow]:
-    if not compute.any():
+    """Compute kernels whose names look like communication: each distinct name tested once."""
+    names = ops["name"].cat
+    suspect = np.fromiter((looks_like_comm(str(n)) for n in names.categories), bool, len(names.categories))
+    codes = names.codes.to_numpy()
+    hit = compute & (codes >= 0)
+    hit[hit] = suspect[codes[hit]]
+    if not hit.any():
         return []
-    names = ops["name"].to_numpy()[compute]
-    durations = (ops["end"].to_numpy() - ops["start"].to_numpy())[compute]
-    table = pd.DataFrame({"name": names.astype(str), "d": durations}).groupby("name", sort=False)["d"].agg(["size", "sum"])
-    suspect = [n for n in table.index if looks_like_comm(n)]
-    rows = [SuspectRow(rank, n, int(table.at[n, "size"]), int(table.at[n, "sum"]), suggested_pattern(n)) for n in suspect]
+    durations = ops["end"].to_numpy()[hit] - ops["start"].to_numpy()[hit]
+    counts = np.bincount(codes[hit], minlength=len(suspect))
+    rows = [SuspectRow(rank, str(names.categories[c]), int(counts[c]), int(durations[codes[hit] == c].sum()),
+                       suggested_pattern(str(names.categories[c]))) for c in np.flatnonzero(counts)]
     return sorted(rows, key=lambda r: -r.time_ns)
 
 

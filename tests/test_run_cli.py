@@ -139,7 +139,8 @@ def test_pacing_has_its_own_range_in_every_step(cpu_run: tuple[Path, str]) -> No
 
 
 def test_run_command_line_and_summary_are_library_calls(tmp_path: Path) -> None:
-    from overlapscope.capture import RunOutcome, RunRequest, summary_lines
+    from overlapscope.capture import RunOutcome, RunRequest
+    from overlapscope.renderers.console import run_lines
 
     request = RunRequest("deepseek_v4_tbo", "comm-stream", 2, "torch", "cpu", 2, 3, tmp_path, ["layers=3"])
     assert request.command_line() == [
@@ -148,7 +149,7 @@ def test_run_command_line_and_summary_are_library_calls(tmp_path: Path) -> None:
     manifest = {"model": "m", "variant": "v", "world_size": 2, "gpu_name": None, "device": "cpu", "profiler": "none",
                 "step_times_ms": [[1.0], [3.0]], "baseline": "v", "overlap_region": None,
                 "numerics": [[{"ok": None}], [{"ok": None}]]}
-    lines = summary_lines(RunOutcome(tmp_path, manifest))
+    lines = run_lines(RunOutcome(tmp_path, manifest))
     assert lines[1] == "step time mean 2.000 ms; numerics not checked (the workload has no check)"
     assert lines[2].endswith("(overlap region: none declared)")
 

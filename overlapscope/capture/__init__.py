@@ -8,8 +8,8 @@ asks for them (workloads.py).
 
 from .errors import RunFailed
 from .plan import RunRequest
-from .runner import RunOutcome, measure_components, run_model, summary_lines
+from .runner import RunOutcome, measure_components, run_model
 from .workloads import REFERENCE_MODELS, StepResult, WorkloadInfo, workload
 
 __all__ = ["REFERENCE_MODELS", "RunFailed", "RunOutcome", "RunRequest", "StepResult", "WorkloadInfo",
-           "measure_components", "run_model", "summary_lines", "workload"]
+           "measure_components", "run_model", "workload"]

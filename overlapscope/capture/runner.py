@@ -1,7 +1,7 @@
 """`overlapscope run` as a library call: check the request, run the ranks (under nsys or rocprofv3
 when asked), merge what they report into run.json.
 
-The command line's `run` is: `outcome = run_model(request)`, print `summary_lines(outcome)`, then
+The command line's `run` is: `outcome = run_model(request)`, render it (renderers/console.py run_lines), then
 (unless the profiler is none) analyse `outcome.out_dir` with `--region outcome.manifest["overlap_region"]`.
 """
 
@@ -30,32 +30,10 @@ class RunOutcome:
     out_dir: Path
     manifest: dict[str, Any]
 
-    def summary(self) -> list[str]:
-        """Deprecated: use summary_lines(outcome) (the command line moves it into a renderer)."""
-        return summary_lines(self)
 
-
-def summary_lines(outcome: RunOutcome) -> list[str]:
-    """Three lines: what ran where, step time and numerics, what was written."""
-    m = outcome.manifest
-    times = [t for rank in m["step_times_ms"] for t in rank]
-    checks = [c for rank in m["numerics"] for c in rank]
-    failed = sum(c["ok"] is False for c in checks)
-    unchecked = sum(c["ok"] is None for c in checks)
-    numerics = (f"numerics failed in {failed} of {len(checks)} rank-steps (baseline: {m['baseline']})"
-                if unchecked < len(checks) else "numerics not checked (the workload has no check)")
-    region = m["overlap_region"] or "none declared"
-    return [
-        f"{m['model']} / {m['variant']}: {m['world_size']} ranks on {m['gpu_name'] or m['device']}, "
-        f"{len(m['step_times_ms'][0])} profiled steps, profiler {m['profiler']}",
-        f"step time mean {sum(times) / len(times):.3f} ms; {numerics}",
-        f"wrote {outcome.out_dir} (overlap region: {region})",
-    ]
-
-
-def run_model(request: RunRequest, command: list[str] | None = None) -> RunOutcome:
+def run_model(request: RunRequest) -> RunOutcome:
     """Run a workload and write its traces and run.json. BadInput before anything starts, RunFailed when
-    a rank or the profiler fails. `command`: what run.json records (default: request.command_line())."""
+    a rank or the profiler fails. run.json records request.command_line()."""
     work = plan(request)
     out = Path(work.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +49,7 @@ def run_model(request: RunRequest, command: list[str] | None = None) -> RunOutco
         else:
             execute(work)
             ranks = _read_rank_results(work)
-    manifest = build_manifest(work, ranks, command or request.command_line(), **profiler)
+    manifest = build_manifest(work, ranks, request.command_line(), **profiler)
     write_manifest(out, manifest)
     return RunOutcome(out, manifest)
 

@@ -138,18 +138,26 @@ def skew_lines(skew: Any, most: int = 10) -> list[str]:
     return lines
 
 
+def run_lines(outcome: Any) -> list[str]:
+    """`run`: what ran where, step time and numerics, what was written."""
+    m = outcome.manifest
+    times = [t for rank in m["step_times_ms"] for t in rank]
+    checks = [c for rank in m["numerics"] for c in rank]
+    failed = sum(c["ok"] is False for c in checks)
+    unchecked = sum(c["ok"] is None for c in checks)
+    numerics = (f"numerics failed in {failed} of {len(checks)} rank-steps (baseline: {m['baseline']})"
+                if unchecked < len(checks) else "numerics not checked (the workload has no check)")
+    region = m["overlap_region"] or "none declared"
+    return [f"{m['model']} / {m['variant']}: {m['world_size']} ranks on {m['gpu_name'] or m['device']}, "
+            f"{len(m['step_times_ms'][0])} profiled steps, profiler {m['profiler']}",
+            f"step time mean {sum(times) / len(times):.3f} ms; {numerics}",
+            f"wrote {outcome.out_dir} (overlap region: {region})"]
+
+
 def print_run(result: Any, console: Console | None = None) -> None:
     """`run`: what ran, then the overlap of the model's region."""
     console = console or make_console()
-    m = result.outcome.manifest
-    times = [t for rank in m["step_times_ms"] for t in rank]
-    checks = [c for rank in m["numerics"] for c in rank]
-    failed = sum(not c["ok"] for c in checks)
-    for line in (f"{m['model']} / {m['variant']}: {m['world_size']} ranks on {m['gpu_name'] or m['device']}, "
-                 f"{len(m['step_times_ms'][0])} profiled steps, profiler {m['profiler']}",
-                 f"step time mean {sum(times) / len(times):.3f} ms; numerics failed in {failed} of {len(checks)} "
-                 f"rank-steps (baseline: {m['baseline']})",
-                 f"wrote {result.outcome.out_dir} (overlap region: {m['overlap_region']})"):
+    for line in run_lines(result.outcome):
         console.print(plain(line), markup=False, highlight=False)
     if result.analysis is not None:
         print_analysis(result.analysis, console)

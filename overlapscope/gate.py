@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .config import Floor, GateSettings
 from .errors import BadInput
 from .overlap import Analysis, RankRow, ScopeRow, analyze
-from .races.findings import Finding, RankCoverage
+from .races.findings import Finding, RankCoverage, group_findings
 from .trace.model import Trace
 from .trace.names import compile_regex
 
@@ -134,8 +134,10 @@ def _race_check(rank: int, settings: GateSettings, findings: list[Finding], cove
     name = f"race findings <= {settings.max_races}"
     mine = [f for f in findings if f.rank == rank]
     if len(mine) > settings.max_races:
-        detail = f"{len(mine)} race finding(s): " + "; ".join(f"{f.rule} ({f.kind}) on {f.buffer}" for f in mine[:5])
-        return Check(rank, name, False, detail + (" ..." if len(mine) > 5 else ""))
+        groups = group_findings(mine)  # one root cause, one line
+        detail = f"{len(mine)} race finding(s) in {len(groups)} group(s): " + "; ".join(
+            f"{g.rule} ({g.kind}) ×{len(g.occurrences)} on {g.buffer_family}" for g in groups[:5])
+        return Check(rank, name, False, detail + (" ..." if len(groups) > 5 else ""))
     unchecked = _unchecked_reason(coverage)
     if unchecked:
         how = ("capture with the torch profiler's Execution Trace (overlapscope run does), or mark buffers with "

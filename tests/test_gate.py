@@ -74,7 +74,7 @@ def test_max_races_runs_the_race_checker(runs):
     assert gate(runs["marked"], "--max-races", "0").exit_code == 0
     result = gate(runs["racy"], "--max-races", "0")
     assert result.exit_code == 1
-    assert "cross-stream (manifest) on ids" in result.stdout
+    assert "1 race finding(s) in 1 group(s): cross-stream (manifest) ×1 on ids" in result.stdout
     assert gate(runs["racy"], "--max-races", "1").exit_code == 0  # one finding on each rank
 
 

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from ..overlap import Analysis, ScopeRow
 from .format import console_text, duration, pct, plain
-from .format import duration as fmt_ns  # noqa: F401  TODO(lead): races_console moves to format
 
 
 def make_console() -> Console:

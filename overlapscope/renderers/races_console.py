@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..races.findings import Access, FindingGroup, RaceReport
-from .console import fmt_ns
+from .console import make_console
+from .format import duration
 
 _RULE_TITLE = {
     "cross-stream": "unsynchronised cross-stream access",
@@ -31,7 +32,7 @@ def _plain(s: object) -> str:
 
 
 def print_races(report: RaceReport, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     verdict = report.verdict
     if verdict == "not checked":
         console.print(Text.assemble(("Not checked: ", "bold yellow"), _plain(report.reason)))
@@ -94,8 +95,8 @@ def _panel(g: FindingGroup) -> Panel:
         table.add_column(col, overflow="fold")
     start0 = min(w.first.start_ns, w.second.start_ns)
     for label, a in (("first", w.first), ("second", w.second)):
-        table.add_row(label, Text(_plain(a.name)), _stream(a), f"+{fmt_ns(a.start_ns - start0)}",
-                      fmt_ns(a.end_ns - a.start_ns), Text(_plain(a.region or "-")))
+        table.add_row(label, Text(_plain(a.name)), _stream(a), f"+{duration(a.start_ns - start0)}",
+                      duration(a.end_ns - a.start_ns), Text(_plain(a.region or "-")))
     worst = f"rank {w.rank}" + (f" · {w.step}" if w.step else "")
     if w.timing:
         worst += f" · {w.timing}: {_TIMING.get(w.timing, w.timing)}"

@@ -41,6 +41,7 @@ import pandas as pd
 
 from .classify import NCCL_KERNEL
 from ..errors import BadInput
+from .names import names_matching
 from .model import (
     COLLECTIVE_COLUMNS,
     GPU_OP_COLUMNS,
@@ -620,7 +621,7 @@ def _domain_names(export: _Export, ranges: pd.DataFrame) -> pd.Categorical:
 def _range_frame(ranges: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
     rows, rank = ranks.spread(ranges["process"].to_numpy())
     names = ranges["name"].array[rows]
-    is_step = _matching(names, _PROFILER_STEP)
+    is_step = names_matching(names, _PROFILER_STEP)
     source = np.where(is_step, RANGE_SOURCES.index("profiler_step"), RANGE_SOURCES.index("nvtx"))
     return frame_from_columns(
         {
@@ -774,11 +775,11 @@ def _nccl_collectives(ops: pd.DataFrame, calls: pd.DataFrame, ranges: pd.DataFra
     its thread at or after the call began, from inside an NCCL range (the call itself, or the
     ncclGroupEnd that flushes a group). NCCL's payloads (communicator, message size) are not in
     the exports (binaryData is NULL), so process_group, sizes and dtype stay empty."""
-    nccl = ranges[(ranges["domain_id"].to_numpy() != 0) & _matching(ranges["name"].array, _NCCL_RANGE)]
+    nccl = ranges[(ranges["domain_id"].to_numpy() != 0) & names_matching(ranges["name"].array, _NCCL_RANGE)]
     if len(nccl) == 0:
         return frame_from_columns({}, COLLECTIVE_COLUMNS)
     launches = _launched_inside(_nccl_launches(ops, calls, ranks), nccl)
-    nccl_calls = nccl[_matching(nccl["name"].array, _NCCL_CALL)]
+    nccl_calls = nccl[names_matching(nccl["name"].array, _NCCL_CALL)]
     calls_by_time = nccl_calls[["process", "tid", "start", "name"]].sort_values("start", kind="stable")
     launches_by_time = launches[["process", "tid", "start", "rank", "correlation"]].sort_values("start", kind="stable")
     paired = pd.merge_asof(calls_by_time, launches_by_time, on="start", by=["process", "tid"], direction="forward")
@@ -787,7 +788,7 @@ def _nccl_collectives(ops: pd.DataFrame, calls: pd.DataFrame, ranges: pd.DataFra
 
 def _nccl_launches(ops: pd.DataFrame, calls: pd.DataFrame, ranks: _Ranks) -> pd.DataFrame:
     """Host calls (process, tid, start, correlation) that launched an NCCL kernel, with its rank."""
-    kernels = (ops["kind"].to_numpy() == GPU_OP_KINDS.index("kernel")) & _matching(ops["name"].array, _NCCL_KERNEL)
+    kernels = (ops["kind"].to_numpy() == GPU_OP_KINDS.index("kernel")) & names_matching(ops["name"].array, _NCCL_KERNEL)
     nccl_ops = pd.DataFrame({"process": ops["process"].to_numpy()[kernels],
                              "correlation": ops["correlation"].to_numpy()[kernels],
                              "rank": ranks.of_ops[kernels]})
@@ -853,12 +854,6 @@ def _categorical(codes: np.ndarray, labels: Sequence[str]) -> pd.Categorical:
     """Codes into `labels`, which may repeat (two ids with one text): repeats become one category."""
     distinct, remap = np.unique(np.asarray(labels, dtype=object), return_inverse=True)
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(distinct.tolist()))
-
-
-def _matching(names: pd.Categorical, pattern: re.Pattern[str]) -> np.ndarray:
-    """Rows whose name matches `pattern` (re.search), each distinct name tested once."""
-    hit = np.fromiter((bool(pattern.search(c)) for c in names.categories), dtype=bool, count=len(names.categories))
-    return hit[names.codes] if hit.size else np.zeros(len(names), dtype=bool)
 
 
 def _empty(ints: Sequence[str], names: Sequence[str] = ()) -> pd.DataFrame:

@@ -125,9 +125,7 @@ def analyze(
                         memory_budget=memory_budget, skew=skew, ranks=rank or [], exclude_kernels=exclude_kernel or [],
                         copy_comm=copy_comm, presets=preset or [], top=top)
     warn(run.facts.notes, "note")
-    warn([f"{source}: {count:,} {what} left out (malformed rows; dropped_rows in --json)"
-          for source, dropped in {r.source: r.dropped_rows for r in run.analysis.ranks}.items()
-          for what, count in dropped.items()])
+    warn(run.analysis.warnings())
     render(run, "json" if json else "console")
     if problem := run.analysis.nothing_measured():
         fail(f"{', '.join(map(str, paths))}: {problem}")

@@ -107,11 +107,12 @@ class StepRegionRow:
 @dataclass
 class FamilyRow:
     """The communication of one family (trace/taxonomy.py) on one rank: "fused" kernels are
-    reported here and counted neither as comm nor as compute."""
+    reported here and counted neither as comm nor as compute; peer copies between GPUs are
+    "memory" unless --copy-comm counts them as "comm"."""
 
     rank: int
     family: str
-    op_class: str  # "comm" | "fused"
+    op_class: str  # "comm" | "fused" | "memory" (peer copies not counted)
     kernels: int
     time_ns: int  # union of the family's kernels on the rank
 
@@ -182,6 +183,18 @@ class Analysis:
                         f"--comm-pattern {s.comm_pattern!r}; until then overlap is not applicable (null)")
             return "no communication kernels in the trace: overlap is not applicable (null)"
         return None
+
+    def warnings(self) -> list[str]:
+        """What the numbers left out: malformed rows (per file) and peer copies not counted as comm."""
+        out = [f"{source}: {count:,} {what} left out (malformed rows; dropped_rows in --json)"
+               for source, dropped in {r.source: r.dropped_rows for r in self.ranks}.items()
+               for what, count in dropped.items()]
+        copies = [f for f in self.families if f.op_class == "memory"]
+        if copies:
+            out.append(f"{sum(f.kernels for f in copies):,} peer-to-peer copies between GPUs "
+                       f"({sum(f.time_ns for f in copies) / 1e6:,.3f} ms) are not counted as communication; "
+                       "--copy-comm counts them")
+        return out
 
     def _map(self, fn) -> Analysis:
         return Analysis(**{name: [fn(row) for row in getattr(self, name)] for name in _ROW_LISTS}, top=self.top)

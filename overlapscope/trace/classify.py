@@ -73,10 +73,10 @@ def classify_ops(gpu_ops: pd.DataFrame, user_patterns: Iterable[str] = (),
     codes = np.where(codes >= 0, codes, len(names))
     kind = gpu_ops["kind"].to_numpy()
     kernel = kind == "kernel"
-    peer_copy = (kind == "memcpy") & peer[codes] & copy_comm
+    peer_copy = (kind == "memcpy") & peer[codes]  # a family even when not counted, so the output can say so
     comm = kernel & (family[codes] != "") & ~fused[codes]
     # codes into OP_CLASSES: comm, compute, memory, fused
-    class_codes = np.select([kernel & fused[codes], comm | peer_copy, kernel], [3, 0, 1], default=2)
+    class_codes = np.select([kernel & fused[codes], comm | (peer_copy & copy_comm), kernel], [3, 0, 1], default=2)
     op_family = np.where(kernel, family[codes], np.where(peer_copy, COPY_FAMILY, ""))
     return (pd.Series(pd.Categorical.from_codes(class_codes, dtype=pd.CategoricalDtype(OP_CLASSES)),
                       index=gpu_ops.index),

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from . import intervals as iv
+from .trace.links import launch_points, steps_of
 from .trace.model import NO_ID, Trace
 from .trace.where import LIBRARY_RANGE, REGION_SOURCES
 
@@ -181,10 +182,11 @@ def attribute(trace: Trace, exclude: np.ndarray | None = None) -> Attribution:
     end = np.maximum(end_all[idx], start)
     hidden = _hidden(rank_all, start_all, end_all, is_compute, rank, start, end)
 
-    l_pid, l_tid, l_time, launched = _launches(trace, idx)
-    ranges = trace.ranges
-    step = _step_names(ranges, rank, l_pid, l_time, launched)
-    path, components = _range_paths(ranges, rank, l_pid, l_tid, l_time, launched)
+    launch = launch_points(trace)
+    l_pid, l_tid, l_time, launched = launch.pid[idx], launch.tid[idx], launch.time[idx], launch.launched[idx]
+    steps = steps_of(trace, launch)
+    step = _categorical(np.asarray(steps.codes)[idx], steps.categories)
+    path, components = _range_paths(trace.ranges, rank, l_pid, l_tid, l_time, launched)
 
     names = ops["name"]
     kernel = pd.Categorical.from_codes(names.cat.codes.to_numpy()[idx], names.cat.categories)
@@ -207,26 +209,6 @@ def attribute(trace: Trace, exclude: np.ndarray | None = None) -> Attribution:
     return Attribution(df, components)
 
 
-def _launches(trace: Trace, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """pid, tid, time of the host call that launched each of the ops `idx`, and whether there is
-    one: the launch link of `trace.links.launch_points`, by exact int64 lookup (no float columns:
-    epoch nanoseconds do not survive a float64)."""
-    ops, calls = trace.gpu_ops, trace.host_calls
-    calls = calls[(calls["correlation"] != NO_ID).to_numpy()].drop_duplicates(["rank", "correlation"])
-    known = pd.MultiIndex.from_arrays([calls["rank"].to_numpy().astype(np.int64), calls["correlation"].to_numpy()])
-    wanted = pd.MultiIndex.from_arrays([ops["rank"].to_numpy()[idx].astype(np.int64),
-                                        ops["correlation"].to_numpy()[idx]])
-    at = known.get_indexer(wanted) if len(known) else np.full(idx.size, -1, dtype=np.int64)
-    found = at >= 0
-    pick = np.where(found, at, 0)
-
-    def column(name: str, missing: int) -> np.ndarray:
-        values = calls[name].to_numpy().astype(np.int64)
-        return np.where(found, values[pick], missing) if values.size else np.full(idx.size, missing, np.int64)
-
-    return column("pid", NO_ID), column("tid", NO_ID), column("start", 0), found
-
-
 def _hidden(rank_all: np.ndarray, start_all: np.ndarray, end_all: np.ndarray, is_compute: np.ndarray,
             rank: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     """For each instance [start, end) of `rank`: its length covered by the union of the rank's
@@ -246,38 +228,10 @@ def _hidden(rank_all: np.ndarray, start_all: np.ndarray, end_all: np.ndarray, is
         k = iv.union(start_all[mine], end_all[mine])
         if k[0].size == 0:
             continue
-        cum = np.concatenate([[0], np.cumsum(k[1] - k[0])])
         a, b = np.searchsorted(i_rank, [r, r + 1])
         inst = i_order[a:b]
-        hidden[inst] = _measure_before(k, cum, end[inst]) - _measure_before(k, cum, start[inst])
+        hidden[inst] = iv.covered_before(k, end[inst]) - iv.covered_before(k, start[inst])
     return hidden
-
-
-def _measure_before(s: iv.IntervalSet, cum: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """|s ∩ (-inf, x)| for each x, with cum[i] the total length of s's first i intervals."""
-    i = np.searchsorted(s[0], x, side="right")  # intervals starting at or before x
-    out = np.zeros(x.size, dtype=np.int64)
-    ok = i > 0
-    j = i[ok] - 1
-    out[ok] = cum[j] + np.minimum(x[ok], s[1][j]) - s[0][j]
-    return out
-
-
-def _step_names(ranges: pd.DataFrame, rank: np.ndarray, pid: np.ndarray, time: np.ndarray,
-                launched: np.ndarray) -> pd.Categorical:
-    """The profiler step of each launch: the (latest-opened) ProfilerStep range of the launching
-    process, any thread, whose window holds the launch."""
-    steps = ranges[(ranges["source"] == "profiler_step").to_numpy()]
-    names = steps["name"].cat
-    codes = np.full(rank.size, -1, dtype=np.int64)
-    if len(steps) and launched.any():
-        at = np.flatnonzero(launched)
-        r_keys, p_keys = _keys((steps["rank"].to_numpy(), steps["pid"].to_numpy()), (rank[at], pid[at]))
-        finder = _Enclosing(r_keys, steps["start"].to_numpy(), steps["end"].to_numpy())
-        found = finder.innermost(p_keys, time[at])
-        hit = found >= 0
-        codes[at[hit]] = names.codes.to_numpy()[finder.order[found[hit]]]
-    return _categorical(codes, names.categories)
 
 
 def _range_paths(ranges: pd.DataFrame, rank: np.ndarray, pid: np.ndarray, tid: np.ndarray, time: np.ndarray,

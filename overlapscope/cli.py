@@ -51,6 +51,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 DbOpt = Annotated[Optional[Path], typer.Option("--db", help="SQLite history database: record this run and its numbers (created if missing).")]
 ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude-kernel", help="Regex of kernels to leave out of every view and total (pacing, sleep, warm-up); repeatable.")]
 PresetOpt = Annotated[Optional[list[str]], typer.Option("--preset", help="An engine's regions: sglang-tbo, vllm or atom (docs/presets.md); repeatable.")]
+LabelOpt = Annotated[Optional[str], typer.Option("--label", help="How the history names this run (default: run.json's model/variant and profiler).")]
 RankOpt = Annotated[Optional[list[str]], typer.Option("--rank", help="FILE=N: the rank of a trace file whose rank cannot be told from it; repeatable.")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Cache directory (default: $OVERLAPSCOPE_CACHE or ~/.cache/overlapscope).")]
 
@@ -88,6 +89,14 @@ def with_progress(fn: Callable[..., T], paths: list[Path], *args: Any, **kwargs:
         return call(fn, paths, *args, on_progress=on_progress, **kwargs)
 
 
+def write_text(path: Path, text: str) -> None:
+    """A report file for CI; a file that cannot be written is bad input."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise BadInput(path, f"cannot write: {e.strerror}") from None
+
+
 def warn(lines: list[str] | tuple[str, ...], what: str = "warning") -> None:
     """Lines on stderr, out of the way of --json on stdout."""
     from .renderers.format import plain
@@ -115,6 +124,7 @@ def analyze(
     preset: PresetOpt = None,
     copy_comm: Annotated[bool, typer.Option("--copy-comm", help="Count peer-to-peer copies between GPUs as communication.")] = False,
     top: Annotated[int, typer.Option("--top", min=0, help="Exposed communication kernels listed in --json (worst first).")] = 20,
+    label: LabelOpt = None,
 ) -> None:
     """How much communication is hidden under compute: per rank, region and profiler step, and where it is exposed."""
     from . import commands
@@ -132,7 +142,7 @@ def analyze(
     if db is not None:
         from .history import record_run
 
-        call(record_run, db, run.facts, run.analysis, command="analyze")
+        call(record_run, db, run.facts, run.analysis, command="analyze", label=label)
 
 
 @app.command()
@@ -197,6 +207,7 @@ def gate(
     rank: RankOpt = None,
     exclude_kernel: ExcludeOpt = None,
     preset: PresetOpt = None,
+    label: LabelOpt = None,
 ) -> None:
     """Check overlap floors and race limits on every rank: exit 0 pass, 1 fail, 2 bad input."""
     from . import commands
@@ -205,14 +216,11 @@ def gate(
     from .renderers.markdown import gate_markdown
 
     result = with_progress(commands.gate, paths, min_overlap, region or [], max_races, config, comm_pattern or [],
-                           allow_unchecked=allow_unchecked, db=db, ranks=rank or [], exclude_kernels=exclude_kernel or [],
-                           presets=preset or [])
+                           allow_unchecked=allow_unchecked, db=db, label=label, ranks=rank or [],
+                           exclude_kernels=exclude_kernel or [], presets=preset or [])
     for path, write in ((junit, gate_junit), (markdown, gate_markdown)):
         if path is not None:
-            try:
-                path.write_text(write(result), encoding="utf-8")
-            except OSError as e:
-                fail(f"{path}: cannot write: {e.strerror}")
+            call(write_text, path, write(result))
     render(result)
     raise typer.Exit(0 if result.passed else EXIT_FINDINGS)
 
@@ -226,13 +234,24 @@ def diff(
     json: JsonOpt = False,
     exclude_kernel: ExcludeOpt = None,
     preset: PresetOpt = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a card to paste into a pull request.")] = None,
+    fail_on_regression: Annotated[Optional[float], typer.Option("--fail-on-regression", help="Exit 1 when the overlap of any rank and scope fell by more than PTS points (or could no longer be measured).", metavar="PTS")] = None,
+    fail_on_new_races: Annotated[bool, typer.Option("--fail-on-new-races", help="Exit 1 when a new race group appears (or the races could no longer be checked).")] = False,
+    top: Annotated[int, typer.Option("--top", min=0, help="Exposed range paths that moved most, listed.")] = 10,
 ) -> None:
-    """Before/after: overlap and exposed comm per rank and region, new and gone race findings."""
+    """Before/after: overlap, exposed comm and step time per rank and region, the biggest movers, new and gone races."""
     from . import commands
     from .renderers import render
+    from .renderers.diff_markdown import render_diff_markdown
 
-    result = call(commands.diff, before, after, region or [], comm_pattern or [], exclude_kernel or [], preset or [])
+    result = call(commands.diff, before, after, region or [], comm_pattern or [], exclude_kernel or [], preset or [],
+                  top=top)
+    if markdown is not None:
+        call(write_text, markdown, render_diff_markdown(result))
     render(result, "json" if json else "console")
+    reasons = result.regressions(fail_on_regression, fail_on_new_races)
+    warn(reasons, "regression")
+    raise typer.Exit(EXIT_FINDINGS if reasons else 0)
 
 
 @app.command()

@@ -120,8 +120,9 @@ def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_pattern
 
 def gate(paths: Paths, min_overlap: float | None = None, regions: Sequence[str] = (), max_races: int | None = None,
          config: Path | None = None, comm_patterns: Sequence[str] = (), allow_unchecked: bool = False,
-         db: Path | None = None, ranks: Sequence[str] = (), exclude_kernels: Sequence[str] = (),
-         presets: Sequence[str] = (), on_progress: ProgressFn | None = None) -> GateResult:
+         db: Path | None = None, label: str | None = None, ranks: Sequence[str] = (),
+         exclude_kernels: Sequence[str] = (), presets: Sequence[str] = (),
+         on_progress: ProgressFn | None = None) -> GateResult:
     """Every threshold of the flags (or the configuration) checked on every rank."""
     from .config import load_config
     from .gate import evaluate_gate, gate_settings
@@ -133,19 +134,19 @@ def gate(paths: Paths, min_overlap: float | None = None, regions: Sequence[str] 
     if db is not None:
         from .history import record_run
 
-        record_run(db, trace, result.analysis, command="gate", gate=result)
+        record_run(db, trace, result.analysis, command="gate", gate=result, label=label)
     return result
 
 
 def diff(before: Path, after: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (),
-         exclude_kernels: Sequence[str] = (), presets: Sequence[str] = ()) -> Diff:
+         exclude_kernels: Sequence[str] = (), presets: Sequence[str] = (), top: int = 10) -> Diff:
     """Before/after: overlap and exposed comm per rank and scope, new and gone race findings."""
     from .diff import diff_runs
 
     def side(path: Path) -> Trace:
         return load_run([path], comm_patterns, exclude_kernels=exclude_kernels)
 
-    return diff_runs(side(before), side(after), _regions(regions, presets))
+    return diff_runs(side(before), side(after), _regions(regions, presets), top=top)
 
 
 def ranges(paths: Paths, comm_patterns: Sequence[str] = (), include_cpu_ops: bool = False,

@@ -8,6 +8,7 @@ Every SQLite failure (locked, corrupt, disk full, not SQLite) is one BadInput li
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import operator
@@ -26,7 +27,8 @@ from .trace.model import Trace
 if TYPE_CHECKING:
     from .gate import GateResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.label, runs.profiler, metrics.matched (version 1 databases are migrated)
+READABLE_VERSIONS = (1, 2)  # read as they are (a version 1 database is migrated when next written)
 WHOLE_TRACE = "(whole trace)"  # the scope name the trend gives the per-rank whole-trace rows
 BUSY_TIMEOUT_S = 10.0  # how long a command waits for another process writing the same database
 _INT64_MAX = 2**63 - 1  # SQLite's largest integer: a larger --last means every run
@@ -35,7 +37,8 @@ _TABLES: dict[str, dict[str, Any]] = {
     "meta": {"columns": {"key": str, "value": str}, "pk": "key"},
     "runs": {
         "columns": {"id": int, "recorded_at": str, "command": str, "cwd": str, "git_commit": str, "git_dirty": int,
-                    "overlapscope_version": str, "model": str, "variant": str, "manifest": str, "gate_passed": int},
+                    "overlapscope_version": str, "model": str, "variant": str, "manifest": str, "gate_passed": int,
+                    "label": str, "profiler": str},
         "pk": "id", "not_null": {"recorded_at", "command"},
     },
     "trace_files": {
@@ -44,7 +47,8 @@ _TABLES: dict[str, dict[str, Any]] = {
     },
     "metrics": {
         "columns": {"run_id": int, "rank": int, "scope_kind": str, "scope": str, "ranges": int, "comm_ns": int,
-                    "compute_ns": int, "overlap_ns": int, "overlap_pct": float, "exposed_comm_ns": int},
+                    "compute_ns": int, "overlap_ns": int, "overlap_pct": float, "exposed_comm_ns": int,
+                    "matched": str},
         "foreign_keys": [("run_id", "runs", "id")],
         "not_null": {"run_id", "rank", "scope_kind", "scope", "comm_ns", "overlap_ns", "exposed_comm_ns"},
     },
@@ -55,13 +59,26 @@ _TABLES: dict[str, dict[str, Any]] = {
 }
 
 
+# columns added after version 1, by ALTER TABLE when a version 1 database is written to
+_ADDED = (("runs", "label", "TEXT"), ("runs", "profiler", "TEXT"), ("metrics", "matched", "TEXT"))
+_PROFILER_OF_FORMAT = {"kineto": "torch", "nsys": "nsys"}
+
+
 def record_run(db_path: str | Path, trace: Trace, analysis: Analysis, command: str,
                gate: GateResult | None = None, cwd: str | Path | None = None,
-               now: datetime | None = None) -> int:
-    """Append one run (its facts, file digests and every metric row) and return its id."""
+               now: datetime | None = None, label: str | None = None,
+               matched: dict[tuple[int, str], tuple[str, ...]] | None = None) -> int:
+    """Append one run (its facts, file digests and every metric row) and return its id.
+
+    `label`: how the trend names the run (default `default_label`). `matched`: (rank, region regex)
+    -> the distinct names of the host ranges the region matched; default: the regions' rows'
+    `matched` attribute when they have one, else computed from `trace` when it holds its ranges
+    (a trace of facts only, without events, records NULL: that region is then told apart by its
+    regex alone)."""
     cwd = Path(cwd or Path.cwd())
     commit, dirty = git_state(cwd)
     manifest = trace.manifest or {}
+    profiler = profiler_of(trace)
     run = {
         "recorded_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
         "command": command, "cwd": str(cwd), "git_commit": commit, "git_dirty": dirty,
@@ -69,7 +86,10 @@ def record_run(db_path: str | Path, trace: Trace, analysis: Analysis, command: s
         "variant": _text(manifest.get("variant")),
         "manifest": json.dumps(manifest, sort_keys=True) if trace.manifest else None,
         "gate_passed": None if gate is None else int(gate.passed),
+        "label": label if label is not None else default_label(trace), "profiler": profiler,
     }
+    if matched is None:
+        matched = matched_ranges(trace, analysis)
     files = _file_rows(trace)
     db = _open(db_path, create=True)
     try:
@@ -77,7 +97,7 @@ def record_run(db_path: str | Path, trace: Trace, analysis: Analysis, command: s
         db.execute("BEGIN IMMEDIATE")
         run_id = db["runs"].insert(run).last_pk
         db["trace_files"].insert_all([{"run_id": run_id, **f} for f in files])
-        db["metrics"].insert_all([{"run_id": run_id, **m} for m in _metric_rows(analysis)])
+        db["metrics"].insert_all([{"run_id": run_id, **m} for m in _metric_rows(analysis, matched)])
         if gate is not None:
             db["gate_checks"].insert_all([{"run_id": run_id, "rank": c.rank, "name": c.name,
                                            "passed": int(c.passed), "detail": c.detail} for c in gate.checks])
@@ -104,6 +124,10 @@ class TrendPoint:
     exposed_comm_ns: int
     worst_rank_pct: float | None  # the lowest overlap of a rank with comm in this scope
     ranks_without_comm: int
+    label: str | None = None  # the run's label (runs.label)
+    profiler: str | None = None  # torch | nsys | ... (runs.profiler); None when not known
+    regex: str | None = None  # the region regex this run recorded for the scope (None: whole trace)
+    matched: tuple[str, ...] | None = None  # the range names it matched on any rank; None: not recorded
 
     @property
     def pooled_pct(self) -> float | None:
@@ -121,16 +145,23 @@ class Trend:
     def of(self, scope: str) -> list[TrendPoint]:
         return [p for p in self.points if p.scope == scope]
 
+    def regexes(self, scope: str) -> list[str]:
+        """The region regexes recorded as this one scope (several when they matched the same ranges)."""
+        return list(dict.fromkeys(p.regex for p in self.of(scope) if p.regex is not None))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"scopes": {s: [{**p.__dict__, "overlap_pct": p.pooled_pct} for p in self.of(s)]
+        return {"scopes": {s: [{**p.__dict__, "matched": None if p.matched is None else list(p.matched),
+                                "overlap_pct": p.pooled_pct} for p in self.of(s)]
                            for s in self.scopes()}}
 
 
+# {label}, {profiler}, {matched}: the columns, or NULL in a version 1 database (read without migrating)
 _TREND_SQL = """
 SELECT r.id, r.recorded_at, r.git_commit, r.command,
        CASE m.scope_kind WHEN 'trace' THEN :whole ELSE m.scope END AS scope,
        COUNT(*), SUM(m.comm_ns), SUM(m.overlap_ns), SUM(m.exposed_comm_ns),
-       MIN(m.overlap_pct), SUM(m.comm_ns = 0)
+       MIN(m.overlap_pct), SUM(m.comm_ns = 0), {label}, {profiler}, m.scope_kind,
+       COUNT({matched}), GROUP_CONCAT({matched}, char(10))
 FROM runs r JOIN metrics m ON m.run_id = r.id
 WHERE m.scope_kind IN ('trace', 'region') AND r.id IN (SELECT id FROM runs ORDER BY id DESC LIMIT :last)
 GROUP BY r.id, m.scope_kind, m.scope
@@ -145,13 +176,114 @@ def read_trend(db_path: str | Path, last: int = 50) -> Trend:
         raise BadInput(db_path, "no such history database (record runs with `analyze --db` or `gate --db`)")
     db = _open(db_path, create=False)
     try:
-        rows = db.execute(_TREND_SQL, {"whole": WHOLE_TRACE, "last": last}).fetchall()
+        have = {(t, c) for t in ("runs", "metrics") for c in _columns(db, t)}
+        sql = _TREND_SQL.format(**{c: (f"{'r' if t == 'runs' else 'm'}.{c}" if (t, c) in have else "NULL")
+                                   for t, c, _ in _ADDED})
+        rows = db.execute(sql, {"whole": WHOLE_TRACE, "last": last}).fetchall()
     except sqlite3.Error as e:
         raise _sqlite_problem(db_path, e, "read") from None
     finally:
         db.close()
-    return Trend([TrendPoint(*row[:5], ranks=row[5], comm_ns=row[6], overlap_ns=row[7], exposed_comm_ns=row[8],
-                             worst_rank_pct=row[9], ranks_without_comm=row[10]) for row in rows])
+    return Trend(_normalised([TrendPoint(
+        *row[:5], ranks=row[5], comm_ns=row[6], overlap_ns=row[7], exposed_comm_ns=row[8], worst_rank_pct=row[9],
+        ranks_without_comm=row[10], label=row[11], profiler=row[12],
+        regex=None if row[13] == "trace" else row[4],
+        matched=None if row[13] == "trace" else _matched_union(row[14], row[5], row[15])) for row in rows]))
+
+
+def _matched_union(known: int, ranks: int, texts: str | None) -> tuple[str, ...] | None:
+    """The union of the ranks' matched names; None unless every rank recorded them."""
+    if known != ranks or texts is None:
+        return None
+    names: set[str] = set()
+    for text in texts.split("\n"):  # JSON text never holds a raw newline
+        try:
+            names.update(str(n) for n in json.loads(text))
+        except (ValueError, TypeError):
+            return None
+    return tuple(sorted(names))
+
+
+def _normalised(points: list[TrendPoint]) -> list[TrendPoint]:
+    """Region points grouped into scopes by the ranges they matched (docs/history.md, "Scopes"):
+    two regexes are one scope when each matched the same non-empty set of range names; a region
+    whose matched names were not recorded, or that matched nothing, is a scope of its regex alone.
+    A scope is named after its first regex (oldest run first); when two scopes would share a name
+    (one regex that matched different ranges over time), each is followed by what it matched. Within
+    one run, a scope keeps its first region row (two regexes of one run matching the same ranges
+    measure the same thing)."""
+    def key(p: TrendPoint) -> tuple:
+        if p.regex is None:
+            return ("trace",)
+        return ("ranges", p.matched) if p.matched else ("regex", p.regex)
+
+    first_regex: dict[tuple, str] = {}
+    for p in points:
+        first_regex.setdefault(key(p), WHOLE_TRACE if p.regex is None else p.regex)
+    clash = {k for k, name in first_regex.items() if list(first_regex.values()).count(name) > 1}
+    names = {k: (f"{name} [matched: {_names(k[1])}]" if k in clash and k[0] == "ranges" else name)
+             for k, name in first_regex.items()}
+    out, seen = [], set()
+    for p in points:
+        k = key(p)
+        if (p.run_id, k) in seen:
+            continue
+        seen.add((p.run_id, k))
+        out.append(dataclasses.replace(p, scope=names[k]))
+    return out
+
+
+def _names(names: tuple[str, ...], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def profiler_of(trace: Trace) -> str | None:
+    """run.json's "profiler", else the profilers the rank files' formats tell (torch for Kineto)."""
+    given = (trace.manifest or {}).get("profiler")
+    if given:
+        return str(given)
+    found = sorted({_PROFILER_OF_FORMAT.get(r.format, r.format) for r in trace.ranks if r.format})
+    return "+".join(found) or None
+
+
+def default_label(trace: Trace) -> str | None:
+    """ "model/variant (profiler)" from run.json (e.g. "deepseek_v4_tbo/comm-stream (nsys)"); without a
+    run.json, the directory holding the trace files instead of model/variant; None when nothing is known."""
+    m = trace.manifest or {}
+    name = "/".join(str(m[k]) for k in ("model", "variant") if m.get(k))
+    if not name and trace.ranks:
+        parents = {Path(r.source).parent.name for r in trace.ranks if r.source}
+        name = parents.pop() if len(parents) == 1 else ""
+    profiler = profiler_of(trace)
+    if not name:
+        return profiler
+    return f"{name} ({profiler})" if profiler else name
+
+
+def matched_ranges(trace: Trace, analysis: Analysis) -> dict[tuple[int, str], tuple[str, ...]]:
+    """(rank, regex) -> distinct names of the host ranges each region matched: from the region rows'
+    `matched` when they carry it, else from the trace's ranges; empty when neither knows."""
+    out = {(r.rank, r.region): tuple(sorted(set(r.matched))) for r in analysis.regions
+           if getattr(r, "matched", None) is not None}
+    missing = sorted({r.region for r in analysis.regions if (r.rank, r.region) not in out})
+    if not missing or not len(trace.ranges):
+        return out
+    from .trace.links import ranges_matching
+    from .trace.names import compile_regex
+
+    ranges = trace.ranges
+    for regex in missing:
+        hit = ranges_matching(ranges, compile_regex(regex, "region"))
+        by_rank = hit.groupby("rank", observed=True)["name"].agg(lambda s: tuple(sorted(set(map(str, s)))))
+        for r in analysis.regions:
+            if r.region == regex and (r.rank, regex) not in out:
+                out[(r.rank, regex)] = by_rank.get(r.rank, ())
+    return out
+
+
+def _columns(db: Any, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
 def git_state(cwd: Path) -> tuple[str | None, int | None]:
@@ -192,15 +324,23 @@ def _file_rows(trace: Trace) -> list[dict[str, Any]]:
     return rows
 
 
-def _metric_rows(analysis: Analysis) -> list[dict[str, Any]]:
+def _metric_rows(analysis: Analysis, matched: dict[tuple[int, str], tuple[str, ...]] | None = None
+                 ) -> list[dict[str, Any]]:
+    matched = matched or {}
     rows = [{"rank": r.rank, "scope_kind": "trace", "scope": "", "ranges": None, "comm_ns": r.comm_ns,
              "compute_ns": r.compute_ns, "overlap_ns": r.overlap_ns, "overlap_pct": r.overlap_pct,
-             "exposed_comm_ns": r.exposed_comm_ns} for r in analysis.ranks]
+             "exposed_comm_ns": r.exposed_comm_ns, "matched": None} for r in analysis.ranks]
     for kind, scopes in (("region", analysis.regions), ("step", analysis.steps)):
         rows += [{"rank": s.rank, "scope_kind": kind, "scope": s.region, "ranges": s.ranges, "comm_ns": s.comm_ns,
                   "compute_ns": None, "overlap_ns": s.overlap_ns, "overlap_pct": s.overlap_pct,
-                  "exposed_comm_ns": s.exposed_comm_ns} for s in scopes]
+                  "exposed_comm_ns": s.exposed_comm_ns,
+                  "matched": _json_names(matched.get((s.rank, s.region))) if kind == "region" else None}
+                 for s in scopes]
     return rows
+
+
+def _json_names(names: tuple[str, ...] | None) -> str | None:
+    return None if names is None else json.dumps(sorted(set(names)))
 
 
 def _text(value: Any) -> str | None:
@@ -257,8 +397,31 @@ def _check_schema(db: Any, db_path: str | Path, create: bool) -> None:
     if "runs" not in existing:
         raise BadInput(db_path, "an SQLite database, but not an overlapscope history (no runs table)")
     version = _schema_version(db) if "meta" in existing else "unknown (no meta table)"
-    if version != SCHEMA_VERSION:
-        raise BadInput(db_path, f"history schema version {version}; this overlapscope reads version {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise BadInput(db_path, f"history schema version {version}; this overlapscope reads versions "
+                                f"{', '.join(map(str, READABLE_VERSIONS))}")
+    if version != SCHEMA_VERSION and create:
+        _migrate(db)
+
+
+def _migrate(db: Any) -> None:
+    """Version 1 -> 2, inside the caller's write transaction: the new columns (NULL in old rows),
+    and the old runs' label and profiler from their recorded run.json where there is one."""
+    for table, column, kind in _ADDED:
+        if column not in _columns(db, table):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for row_id, manifest in db.execute("SELECT id, manifest FROM runs WHERE manifest IS NOT NULL").fetchall():
+        try:
+            m = json.loads(manifest)
+        except ValueError:
+            continue
+        if not isinstance(m, dict):
+            continue
+        name = "/".join(str(m[k]) for k in ("model", "variant") if m.get(k))
+        profiler = str(m["profiler"]) if m.get("profiler") else None
+        label = (f"{name} ({profiler})" if profiler else name) if name else profiler
+        db.execute("UPDATE runs SET label = ?, profiler = ? WHERE id = ?", [label, profiler, row_id])
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
 
 def _schema_version(db: Any) -> int | str:

@@ -74,6 +74,7 @@ class ScopeRow:
     overlap_pct: float | None
     exposed_comm_ns: int
     ranges: int  # how many host ranges matched, so "no such region" is told apart from "no comm in it"
+    matched: tuple[str, ...] = ()  # the distinct names of those ranges (history groups regexes by them; not in JSON)
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class Analysis:
         return out
 
     def to_dict(self) -> dict:
-        return {name: [asdict(r) for r in getattr(self, name)] for name in _ROW_LISTS}
+        return {name: [_row_dict(r) for r in getattr(self, name)] for name in _ROW_LISTS}
 
 
 def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = (), top: int = DEFAULT_TOP) -> Analysis:
@@ -248,7 +249,9 @@ def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = (), top: int = 
         for regex, pattern in zip(regions, patterns):
             matched = rank_ranges[names_matching(rank_ranges["name"], pattern)]
             inside = comm & launched_inside(launch, matched)
-            out.regions.append(_scope_row(info.rank, regex, len(matched), _union_of(ops, inside), compute_set))
+            names = tuple(sorted(set(matched["name"].astype(str))))
+            out.regions.append(dataclasses.replace(
+                _scope_row(info.rank, regex, len(matched), _union_of(ops, inside), compute_set), matched=names))
             out.region_steps.extend(StepRegionRow(info.rank, row.region, regex, row.comm_ns, row.overlap_ns,
                                                   row.overlap_pct, row.exposed_comm_ns)
                                     for row in _step_rows(info.rank, ops, inside, step_of, step_ranges, compute_set))
@@ -269,6 +272,12 @@ def _attributed(trace: Trace, out: Analysis) -> None:
     paths = paths.groupby("rank", sort=False).head(out.top)
     out.exposed_paths = [PathRow(**{k: _plain(v) for k, v in row.items()})
                          for row in paths[list(PathRow.__dataclass_fields__)].to_dict("records")]
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    out = asdict(row)
+    out.pop("matched", None)
+    return out
 
 
 def _plain(value: Any) -> Any:

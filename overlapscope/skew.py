@@ -12,6 +12,12 @@ exceeds `threshold_ns` and covers more than half of the kernel. Overlap *excludi
 again with each waiting kernel trimmed to start at its latest peer's start, so that a straggler does not
 masquerade as poorly hidden communication.
 
+A rank whose trace has no collective metadata at all (PyTorch 2.1-era Kineto: no "Collective name",
+no "Seq") falls back to its NCCL kernels (collectives.py): the collective type from the kernel name,
+the stream as the group ("stream 84"), matched by the order in which the stream ran them. `Skew.basis`
+names what the matching rested on: "seq", "order" or "kernel order (no collective metadata)" (several
+joined with " + "); `Skew.note` says why, when nothing could be matched.
+
 Ranks' times are compared directly: ranks on one host share a clock; across hosts the clocks must be
 synchronised (NTP/PTP) for the gaps to mean anything.
 """
@@ -26,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .collectives import KERNEL_ORDER, NOTHING_MATCHED, ORDER, SEQ, describe_basis, kernel_collectives, ranks_text
 from .overlap import Analysis, analyze
 from .trace.model import NO_ID, Trace
 
@@ -46,6 +53,8 @@ class Skew:
     inconsistent: int  # ranks disagree on what the collective was: not used
     waiting: pd.DataFrame  # one row per waiting kernel, _WAITING_COLUMNS
     excluding_wait: Analysis | None = field(default=None)  # the overlap table with that waiting trimmed
+    basis: str = ""  # "seq" | "order" | "kernel order (no collective metadata)", several joined by " + "; "" none
+    note: str = ""  # "no collective could be matched across ranks: ..." when none was; else ""
 
     def to_dict(self) -> dict[str, Any]:
         rows = self.waiting.rename(columns={"start": "start_ns", "end": "end_ns", "wait": "wait_ns",
@@ -55,6 +64,8 @@ class Skew:
             "collectives_matched": self.matched,
             "collectives_unmatched": self.unmatched,
             "collectives_inconsistent": self.inconsistent,
+            "basis": self.basis,
+            "note": self.note,
             "waiting": [dict(zip(rows.columns, values)) for values in
                         zip(*(rows[c].tolist() for c in rows.columns))],
             "excluding_wait": None if self.excluding_wait is None else self.excluding_wait.to_dict(),
@@ -71,27 +82,37 @@ def skew_of(trace: Trace, regions: list[str] | tuple[str, ...] = (),
 
 def collective_summary(trace: Trace) -> pd.DataFrame:
     """One row per collective kernel: rank, process_group, seq (or order), collective, kernel name,
-    correlation, start, end. Small, plain columns: what a task sends back for matching."""
+    correlation, start, end, basis. Small, plain columns: what a task sends back for matching.
+    Ranks without collective metadata contribute their NCCL kernels (collectives.kernel_collectives)."""
     ops = trace.gpu_ops
     kernels = ops.loc[(ops["kind"] == "kernel").to_numpy(), ["rank", "correlation", "name", "start", "end"]]
     coll = trace.collectives[["rank", "correlation", "process_group", "seq", "collective"]]
     rows = coll.merge(kernels.drop_duplicates(["rank", "correlation"]), on=["rank", "correlation"], how="inner")
+    fallback = kernel_collectives(trace)
     rows = pd.DataFrame({
-        "rank": rows["rank"].to_numpy(),
-        "process_group": rows["process_group"].astype(str).to_numpy(dtype=object),
-        "seq": rows["seq"].to_numpy(),
-        "collective": rows["collective"].astype(str).to_numpy(dtype=object),
-        "kernel": rows["name"].astype(str).to_numpy(dtype=object),
-        "correlation": rows["correlation"].to_numpy(),
-        "start": rows["start"].to_numpy(),
-        "end": rows["end"].to_numpy(),
+        "rank": np.concatenate([rows["rank"].to_numpy(np.int64), fallback["rank"].to_numpy(np.int64)]),
+        "process_group": np.concatenate([rows["process_group"].astype(str).to_numpy(dtype=object),
+                                         fallback["process_group"].to_numpy(dtype=object)]),
+        "seq": np.concatenate([rows["seq"].to_numpy(np.int64), fallback["seq"].to_numpy(np.int64)]),
+        "collective": np.concatenate([rows["collective"].astype(str).to_numpy(dtype=object),
+                                      fallback["collective"].to_numpy(dtype=object)]),
+        "kernel": np.concatenate([rows["name"].astype(str).to_numpy(dtype=object),
+                                  fallback["name"].to_numpy(dtype=object)]),
+        "correlation": np.concatenate([rows["correlation"].to_numpy(np.int64),
+                                       fallback["correlation"].to_numpy(np.int64)]),
+        "start": np.concatenate([rows["start"].to_numpy(np.int64), fallback["start"].to_numpy(np.int64)]),
+        "end": np.concatenate([rows["end"].to_numpy(np.int64), fallback["end"].to_numpy(np.int64)]),
+        "from_kernels": np.concatenate([np.zeros(len(rows), bool), np.ones(len(fallback), bool)]),
     })
     rows = rows[~rows["collective"].str.contains(_POINT_TO_POINT)]
     rows = rows.sort_values(["rank", "start", "correlation"], kind="stable", ignore_index=True)
     # a group whose kernels lack Seq on this rank is numbered by order, all of it (no mixing of the two)
     by_group = rows.groupby(["rank", "process_group"], sort=False)
     lacks_seq = (rows["seq"] == NO_ID).groupby([rows["rank"], rows["process_group"]], sort=False).transform("any")
-    rows["seq"] = np.where(lacks_seq.to_numpy(), by_group.cumcount().to_numpy(), rows["seq"].to_numpy())
+    lacks_seq = lacks_seq.to_numpy(bool)
+    rows["seq"] = np.where(lacks_seq, by_group.cumcount().to_numpy(), rows["seq"].to_numpy())
+    basis = np.where(rows.pop("from_kernels").to_numpy(bool), KERNEL_ORDER, np.where(lacks_seq, ORDER, SEQ))
+    rows["basis"] = basis.astype(object)
     return rows
 
 
@@ -115,7 +136,36 @@ def find_waiting(summary: pd.DataFrame, threshold_ns: int = DEFAULT_THRESHOLD_NS
     is_waiting = (gap > threshold_ns) & (2 * wait > end - start)
     waiting = matched[is_waiting].assign(wait=wait[is_waiting])
     waiting = waiting.sort_values(["wait", "rank", "start"], ascending=[False, True, True], kind="stable")
-    return Skew(threshold_ns, waiting=waiting[_WAITING_COLUMNS].reset_index(drop=True), **counts)
+    bases = rows["basis"] if "basis" in rows else pd.Series([SEQ] * len(rows), dtype=object)
+    return Skew(threshold_ns, waiting=waiting[_WAITING_COLUMNS].reset_index(drop=True),
+                basis=describe_basis(set(bases.tolist())), note=_nothing_matched(rows, bases, **counts), **counts)
+
+
+def _nothing_matched(rows: pd.DataFrame, bases: pd.Series, matched: int, unmatched: int, inconsistent: int) -> str:
+    """Why no collective could be matched across ranks ("" when some were)."""
+    if matched:
+        return ""
+    if not len(rows):
+        return (f"{NOTHING_MATCHED}: no rank has collectives to match (neither collective metadata nor NCCL "
+                "kernels whose names say the collective; point-to-point send/recv is not matched)")
+    ranks = sorted(set(rows["rank"].tolist()))
+    if len(ranks) == 1:
+        return (f"{NOTHING_MATCHED}: only rank {ranks[0]} has collectives (the other ranks' traces are missing or "
+                "hold none)")
+    parts = []
+    if unmatched:
+        parts.append(f"{unmatched} collective(s) seen on one rank only")
+    if inconsistent:
+        parts.append(f"{inconsistent} where the ranks disagree on the collective at the same place in the order")
+    from_kernels = (bases == KERNEL_ORDER).to_numpy()
+    by_kernels = sorted(set(rows["rank"].to_numpy()[from_kernels].tolist()))
+    by_metadata = sorted(set(rows["rank"].to_numpy()[~from_kernels].tolist()))
+    if by_kernels and by_metadata:
+        parts.append(f"rank(s) {ranks_text(by_metadata)} have collective metadata and rank(s) "
+                     f"{ranks_text(by_kernels)} do not, so their collectives cannot be paired")
+    elif by_kernels:
+        parts.append("no collective metadata: NCCL kernels were paired by stream and kernel order")
+    return f"{NOTHING_MATCHED}: " + "; ".join(parts)
 
 
 def exclude_waiting(trace: Trace, waiting: pd.DataFrame) -> Trace:

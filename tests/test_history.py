@@ -18,6 +18,7 @@ from overlapscope.errors import BadInput
 from overlapscope.history import SCHEMA_VERSION, WHOLE_TRACE, read_trend, record_run, sha256_of
 from overlapscope.overlap import analyze
 from overlapscope.pipeline import load
+from overlapscope.renderers.markdown import trend_markdown
 from test_report_helpers import COMM_NS, tbo_run
 
 runner = CliRunner()
@@ -242,3 +243,108 @@ def test_processes_creating_the_same_new_database_all_record(measured, tmp_path)
 def test_sqlite_errors_are_told_apart_without_error_codes(text, meaning):
     # before Python 3.11, sqlite3 errors carry no sqlite_errorcode: the message must do
     assert meaning in history._sqlite_problem("h.db", sqlite3.OperationalError(text), "read").problem
+
+
+# --- labels, scopes normalised by the ranges they matched, profiler changes, schema migration ---
+
+def test_labels_default_from_run_json_and_profiler(runs, tmp_path):
+    db = tmp_path / "h.db"
+    for run in runs:
+        trace = load([run])
+        record_run(db, trace, analyze(trace, ["tbo"]), "analyze", cwd=tmp_path)
+    trace = load([runs[1]])
+    record_run(db, trace, analyze(trace), "analyze", cwd=tmp_path, label="my label")
+    points = read_trend(db).of(WHOLE_TRACE)
+    # run 1 has run.json (model/variant, no profiler: the Kineto files say torch); run 2 has none: its directory
+    assert [p.label for p in points] == ["deepseek_v4_tbo/inline (torch)", "comm_stream (torch)", "my label"]
+    assert [p.profiler for p in points] == ["torch"] * 3
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT label, profiler FROM runs WHERE id = 1").fetchone() == (
+        "deepseek_v4_tbo/inline (torch)", "torch")
+
+
+def test_regexes_that_matched_the_same_ranges_are_one_scope(runs, tmp_path):
+    db = tmp_path / "h.db"
+    trace = load([runs[1]])
+    for regex in ("^tbo/mb0$", "tbo/mb0"):
+        record_run(db, trace, analyze(trace, [regex]), "analyze", cwd=tmp_path)
+    trend = read_trend(db)
+    assert trend.scopes() == [WHOLE_TRACE, "^tbo/mb0$"]
+    assert [(p.run_id, p.regex, p.matched) for p in trend.of("^tbo/mb0$")] == [
+        (1, "^tbo/mb0$", ("tbo/mb0",)), (2, "tbo/mb0", ("tbo/mb0",))]
+    assert trend.regexes("^tbo/mb0$") == ["^tbo/mb0$", "tbo/mb0"]
+    assert "also recorded as tbo/mb0" in trend_markdown(trend)
+    stored = sqlite3.connect(db).execute("SELECT DISTINCT matched FROM metrics WHERE scope_kind = 'region'")
+    assert stored.fetchall() == [('["tbo/mb0"]',)]
+
+
+def test_one_regex_that_matched_other_ranges_is_another_scope(tmp_path):
+    db = tmp_path / "h.db"
+    for name in ("tbo/mb0", "tbo/mb1"):
+        trace = load([tbo_run(tmp_path / name.replace("/", "_"), overlapped=True, region=name)])
+        record_run(db, trace, analyze(trace, ["tbo/mb"]), "analyze", cwd=tmp_path)
+    trace = load([tbo_run(tmp_path / "none", overlapped=True, region="other")])
+    record_run(db, trace, analyze(trace, ["tbo/mb"]), "analyze", cwd=tmp_path)  # matched nothing: by regex
+    assert read_trend(db).scopes() == [WHOLE_TRACE, "tbo/mb [matched: tbo/mb0]", "tbo/mb [matched: tbo/mb1]",
+                                       "tbo/mb"]
+
+
+def test_facts_without_ranges_record_no_matched_names(runs, tmp_path):
+    """`analyze --db` records from the run's facts: without ranges (or rows carrying `matched`) the
+    region is told apart by its regex alone, never wrongly merged."""
+    db = tmp_path / "h.db"
+    assert runner.invoke(app, ["analyze", str(runs[1]), "--region", "tbo", "--db", str(db)]).exit_code == 0
+    [point] = read_trend(db).of("tbo")
+    assert point.regex == "tbo" and point.matched in (None, ("tbo/mb0",))
+
+
+def test_no_bare_delta_across_profilers(tmp_path):
+    db = tmp_path / "h.db"
+    for name, profiler, overlapped in (("a", "torch", False), ("b", "nsys", True), ("c", "nsys", True)):
+        trace = load([tbo_run(tmp_path / name, overlapped=overlapped, manifest={"model": "m", "variant": name,
+                                                                               "profiler": profiler})])
+        record_run(db, trace, analyze(trace), "analyze", cwd=tmp_path)
+    text = trend_markdown(read_trend(db))
+    rows = [line for line in text.splitlines() if line.startswith("| #")]
+    assert "profiler changed (torch → nsys)" in rows[1] and "pts" not in rows[1]
+    assert "+0.0 pts" in rows[2] and "m/c (nsys)" in rows[2]
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE runs (id INTEGER PRIMARY KEY, recorded_at TEXT NOT NULL, command TEXT NOT NULL, cwd TEXT,
+   git_commit TEXT, git_dirty INTEGER, overlapscope_version TEXT, model TEXT, variant TEXT, manifest TEXT,
+   gate_passed INTEGER);
+CREATE TABLE trace_files (run_id INTEGER NOT NULL REFERENCES runs(id), rank INTEGER, role TEXT NOT NULL,
+   path TEXT NOT NULL, bytes INTEGER, sha256 TEXT NOT NULL);
+CREATE TABLE metrics (run_id INTEGER NOT NULL REFERENCES runs(id), rank INTEGER NOT NULL,
+   scope_kind TEXT NOT NULL, scope TEXT NOT NULL, ranges INTEGER, comm_ns INTEGER NOT NULL, compute_ns INTEGER,
+   overlap_ns INTEGER NOT NULL, overlap_pct REAL, exposed_comm_ns INTEGER NOT NULL);
+CREATE TABLE gate_checks (run_id INTEGER NOT NULL REFERENCES runs(id), rank INTEGER, name TEXT NOT NULL,
+   passed INTEGER NOT NULL, detail TEXT);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO runs (id, recorded_at, command, model, variant, manifest) VALUES
+   (1, '2025-01-01T00:00:00+00:00', 'analyze', 'm', 'v', '{"model": "m", "variant": "v", "profiler": "nsys"}');
+INSERT INTO metrics VALUES (1, 0, 'trace', '', NULL, 100, 200, 50, 50.0, 50),
+                           (1, 0, 'region', 'tbo', 3, 100, NULL, 50, 50.0, 50);
+"""
+
+
+def test_a_version_1_database_is_read_and_migrated_when_written(runs, tmp_path):
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript(V1_SCHEMA)
+    con.close()
+    [old] = read_trend(db).of("tbo")  # read as it is, not changed by reading
+    assert (old.pooled_pct, old.label, old.profiler, old.matched) == (50.0, None, None, None)
+    assert sqlite3.connect(db).execute("SELECT value FROM meta").fetchone() == ("1",)
+    trace = load([runs[1]])
+    record_run(db, trace, analyze(trace, ["tbo"]), "analyze", cwd=tmp_path)
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),) and SCHEMA_VERSION == 2
+    assert con.execute("SELECT label, profiler FROM runs WHERE id = 1").fetchone() == ("m/v (nsys)", "nsys")
+    trend = read_trend(db)
+    # the old region row has no matched names: it stays the scope of its regex; the new one matched ranges
+    assert trend.scopes() == [WHOLE_TRACE, "tbo", "tbo [matched: tbo/mb0]"]
+    assert [p.run_id for p in trend.of(WHOLE_TRACE)] == [1, 2]
+    assert "profiler changed (nsys → torch)" in trend_markdown(trend)

@@ -79,6 +79,7 @@ def test_without_seq_the_order_of_each_group_matches(tmp_path):
         for rows in doc["excluding_wait"].values():
             for row in rows:
                 row.pop("source", None)
+    assert (with_seq.pop("basis"), without.pop("basis")) == ("seq", "order")
     assert without == with_seq
 
 

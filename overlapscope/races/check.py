@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..collectives import KERNEL_ORDER, kernel_collectives
 from ..trace.links import launch_points
 from ..trace.et import ExecutionTrace, read_execution_trace
 from ..trace.model import Trace
@@ -12,7 +13,7 @@ from .accesses import collect_accesses
 from .conflicts import Accessors, accessors, conflicting_pairs, happens_before_pairs
 from .findings import Access, Finding, RaceReport, RankCoverage, buffer_family
 from .hb import HappensBefore, happens_before
-from .rules import Joins, Pair, Side, classify, collective_order
+from .rules import Joins, Pair, Side, classify, collective_order, collective_order_notes
 from .places import op_places, range_places, region_label
 
 
@@ -45,11 +46,13 @@ def check_races(trace: Trace) -> RaceReport:
                       "access marks on this rank")
         else:
             reason = "no GPU work in the trace, and no memory accesses are known"
-        colls = _collectives(rank, rt, regions, steps, notes)
+        colls = _collectives(rank, rt, regions, steps, notes, from_kernels=len(trace.ranks) >= 2)
         collectives.append(colls)
         coverage.append(RankCoverage(rank=rank, accesses_known=len(acc.table), pairs_checked=checked,
                                      pairs_unchecked=left_out, collectives=len(colls), reason=reason))
-    findings += collective_order(pd.concat(collectives, ignore_index=True) if collectives else pd.DataFrame())
+    colls = pd.concat(collectives, ignore_index=True) if collectives else pd.DataFrame()
+    findings += collective_order(colls)
+    notes += collective_order_notes(colls)
     findings.sort(key=lambda f: (f.rank, f.second.start_ns, f.rule))
     return RaceReport(findings=findings, notes=notes, unchecked_pairs=sum(c.pairs_unchecked for c in coverage),
                       coverage=coverage)
@@ -172,8 +175,15 @@ def _side(info: dict[str, np.ndarray], i: int) -> Side:
                 buffer=str(info["buffer"][i]))
 
 
-def _collectives(rank: int, rt: Trace, regions: np.ndarray, steps: np.ndarray, notes: list[str]) -> pd.DataFrame:
-    """The rank's collective kernels with their NCCL metadata, stream, times, region and step."""
+def _collectives(rank: int, rt: Trace, regions: np.ndarray, steps: np.ndarray, notes: list[str],
+                 from_kernels: bool = True) -> pd.DataFrame:
+    """The rank's collective kernels with their NCCL metadata, stream, times, region and step; for a
+    rank without collective metadata in a run of several ranks (`from_kernels`), its NCCL kernels
+    named by their type (collectives.py), with basis "kernel order (no collective metadata)"."""
+    if from_kernels and not len(rt.collectives):
+        from_kernels = _kernel_collectives(rank, rt, regions, steps)
+        if len(from_kernels):
+            return from_kernels
     ops = rt.gpu_ops[["correlation", "name", "stream", "start", "end"]].copy()
     ops["op"] = np.arange(len(ops))
     ops = ops.drop_duplicates("correlation")
@@ -187,3 +197,10 @@ def _collectives(rank: int, rt: Trace, regions: np.ndarray, steps: np.ndarray, n
     for col in ("collective", "process_group", "name"):
         m[col] = m[col].astype(str)
     return m
+
+
+def _kernel_collectives(rank: int, rt: Trace, regions: np.ndarray, steps: np.ndarray) -> pd.DataFrame:
+    m = kernel_collectives(rt, [rank])
+    op = m["op"].to_numpy()
+    return m.assign(rank=rank, region=regions[op] if len(m) else [], step=steps[op] if len(m) else [],
+                    basis=KERNEL_ORDER)

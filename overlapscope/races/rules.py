@@ -2,7 +2,8 @@
 
 An unordered conflicting pair (see conflicts.py) is offered to `host_consumer`, then
 `wrong_join`, then `cross_stream`; the first that accepts it names the finding.
-`collective_order` works on the NCCL metadata of all ranks at once.
+`collective_order` works on the NCCL metadata of all ranks at once (or, for ranks whose traces have
+none, on their NCCL kernels named by type and ordered per stream: `collective_order_notes` says so).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..collectives import KERNEL_ORDER, NOTHING_MATCHED, ranks_text
 from .findings import DIVERGED, IN_ORDER, INVERTED, Access, Finding, kind_of, timing
 
 
@@ -201,10 +203,7 @@ def collective_order(colls: pd.DataFrame) -> list[Finding]:
     from the lowest rank that has the group."""
     if not len(colls) or colls["rank"].nunique() < 2:
         return []
-    colls = colls.copy()
-    colls["norm"] = [_normalise(str(c)) for c in colls["collective"]]
-    colls = colls[~colls["norm"].map(_is_p2p).astype(bool)]
-    colls["sig"] = [f"{n}:{e}" if _comparable_size(n) else n for n, e in zip(colls["norm"], colls["in_nelems"])]
+    colls = _comparable(colls)
     out = []
     for pg, group in colls.groupby("process_group", observed=True, sort=True):
         per_rank = {int(r): _ordered(g) for r, g in group.groupby("rank", sort=True)}
@@ -224,10 +223,63 @@ def collective_order(colls: pd.DataFrame) -> list[Finding]:
                     f"issues {_describe(y)}: every rank must issue the collectives of a communicator in the same "
                     f"order. Keep a collective moved onto a side stream (or issued per micro-batch) in one fixed "
                     f"position on every rank, and join its stream before the next collective is issued")
+            if _by_kernels(group).any():
+                hint += (". (These traces carry no collective metadata: the collectives were read from the NCCL kernel "
+                         "names and compared by kernel order on the stream)")
             out.append(Finding(rule="collective-order", kind=kind_of(DIVERGED), rank=r, buffer=f"process group {pg}",
                                first=first, second=second, hint=hint, step=str(y["step"]), timing=DIVERGED,
                                family=f"process group {pg}"))
     return out
+
+
+def _comparable(colls: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose order must agree across ranks (no point-to-point), with their normalised name
+    and signature (name, and input size where it must agree)."""
+    colls = colls.copy()
+    colls["norm"] = [_normalise(str(c)) for c in colls["collective"]]
+    colls = colls[~colls["norm"].map(_is_p2p).astype(bool)]
+    colls["sig"] = [f"{n}:{e}" if _comparable_size(n) else n for n, e in zip(colls["norm"], colls["in_nelems"])]
+    return colls
+
+
+def _by_kernels(colls: pd.DataFrame) -> np.ndarray:
+    """Per row: read from an NCCL kernel's name (no collective metadata on its rank)."""
+    if "basis" not in colls:
+        return np.zeros(len(colls), bool)
+    return (colls["basis"] == KERNEL_ORDER).to_numpy(bool)
+
+
+def collective_order_notes(colls: pd.DataFrame) -> list[str]:
+    """What `collective_order` rested on, for ranks whose traces have no collective metadata: that
+    their NCCL kernels were compared by kernel order, or plainly that nothing could be compared
+    (no notes for traces with collective metadata)."""
+    if not len(colls) or not _by_kernels(colls).any():
+        return []
+    from_kernels = colls[_by_kernels(colls)]
+    fallback = sorted(set(from_kernels["rank"].tolist()))
+    notes = [f"collective order: rank(s) {ranks_text(fallback)} have no collective metadata on their NCCL kernels "
+             "(older PyTorch records no \"Collective name\"): their collectives were read from the NCCL kernel names "
+             f"and compared by kernel order on each stream (basis: {KERNEL_ORDER})"]
+    usable = _comparable(colls)
+    shared = usable.groupby("process_group", sort=True)["rank"].nunique()
+    compared = usable[usable["process_group"].isin(shared[shared >= 2].index) & _by_kernels(usable)]
+    if len(compared):
+        groups = sorted(set(compared["process_group"].tolist()))
+        notes.append(f"collective order: {len(compared)} collective kernel(s) of {', '.join(groups)} compared across "
+                     f"rank(s) {ranks_text(sorted(set(compared['rank'].tolist())))} by kernel order")
+        return notes
+    mine = usable[_by_kernels(usable)]
+    if not len(mine):
+        why = "their NCCL kernels are point-to-point only (send/recv), which is not compared"
+    elif len(set(colls["rank"].tolist())) < 2:
+        why = f"only rank {fallback[0]} has collectives"
+    elif len(set(colls["rank"].tolist()) - set(fallback)):
+        why = (f"rank(s) {ranks_text(sorted(set(colls['rank'].tolist()) - set(fallback)))} have collective metadata "
+               f"and rank(s) {ranks_text(fallback)} do not, and no stream's collectives are on two ranks")
+    else:
+        why = "no stream's collective kernels are on two ranks (the ranks ran their NCCL kernels on different streams)"
+    notes.append(f"collective order: {NOTHING_MATCHED}: {why}")
+    return notes
 
 
 def _ordered(g: pd.DataFrame) -> pd.DataFrame:
@@ -263,6 +315,10 @@ def _describe(row: pd.Series) -> str:
 
 
 def _collective_access(row: pd.Series, rank: int) -> Access:
+    if row.get("basis") == KERNEL_ORDER:  # an NCCL kernel without metadata: no size known
+        return Access(name=f"{row['collective']} (NCCL kernel {row['name']}) on rank {rank}",
+                      stream=int(row["stream"]), start_ns=int(row["start"]), end_ns=int(row["end"]),
+                      region=str(row["region"]))
     return Access(name=f"{row['collective']} ({int(row['in_nelems'])} elems) on rank {rank}",
                   stream=int(row["stream"]), start_ns=int(row["start"]), end_ns=int(row["end"]),
                   region=str(row["region"]))

@@ -125,13 +125,17 @@ def print_run_analysis(run: Any, console: Console | None = None) -> None:
 
 def skew_lines(skew: Any, most: int = 10) -> list[str]:
     """A few lines for the terminal: the counts and the longest waits."""
+    basis = getattr(skew, "basis", "")
     lines = [f"skew: {skew.matched} collectives matched across ranks ({skew.unmatched} on one rank only, "
-             f"{skew.inconsistent} inconsistent); {len(skew.waiting)} kernels waited more than "
-             f"{skew.threshold_ns / 1e3:g} µs for a late peer"]
+             f"{skew.inconsistent} inconsistent){f', matched by {basis}' if basis else ''}; {len(skew.waiting)} "
+             f"kernels waited more than {skew.threshold_ns / 1e3:g} µs for a late peer"]
+    if getattr(skew, "note", ""):
+        lines.append(f"  {plain(skew.note)}")
     for row in skew.waiting.head(most).itertuples():
-        lines.append(f"  rank {row.rank}: {plain(row.collective)} #{row.seq} (process group "
-                     f"{plain(row.process_group) or '-'}) waited {duration(row.wait)} of "
-                     f"{duration(row.end - row.start)} for rank {row.late_rank}")
+        group = plain(row.process_group) or "-"
+        group = group if group.startswith("stream ") else f"process group {group}"
+        lines.append(f"  rank {row.rank}: {plain(row.collective)} #{row.seq} ({group}) waited "
+                     f"{duration(row.wait)} of {duration(row.end - row.start)} for rank {row.late_rank}")
     if len(skew.waiting) > most:
         lines.append(f"  ... and {len(skew.waiting) - most} more (--json lists them all)")
     return lines

@@ -39,22 +39,37 @@ def gate_markdown(result: GateResult, for_html: bool = True) -> str:
 
 
 def trend_markdown(trend: Trend, for_html: bool = True) -> str:
+    """Per scope, the recorded runs oldest first. "change" is the pooled overlap's change from the
+    previous run with a number; between runs of different profilers it reads "profiler changed"
+    (the two measure different things: launch links, clocks, what counts as a kernel), never a
+    bare delta. A scope several regexes were recorded as (they matched the same ranges) lists them."""
     if not trend.points:
         return "The history database holds no run yet.\n"
     lines = []
     for scope in trend.scopes():
-        lines += [f"### {cell(scope, for_html)}", "",
-                  "| run | recorded | commit | command | overlap, all ranks | change | worst rank | comm exposed |",
-                  "|---|---|---|---|---|---|---|---|"]
+        others = [r for r in trend.regexes(scope) if r != scope]
+        also = f" (also recorded as {', '.join(cell(r, for_html) for r in others)})" if others else ""
+        lines += [f"### {cell(scope, for_html)}{also}", "",
+                  "| run | label | recorded | commit | command | overlap, all ranks | change | worst rank "
+                  "| comm exposed |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         previous = None
         for p in trend.of(scope):
             pooled = p.pooled_pct
-            change = "" if previous is None or pooled is None else points(pooled - previous)
+            if previous is not None and previous.profiler != p.profiler:
+                change = cell(f"profiler changed ({previous.profiler or 'unknown'} → {p.profiler or 'unknown'})",
+                              for_html)
+            elif previous is None or pooled is None or previous.pooled_pct is None:
+                change = ""
+            else:
+                change = points(pooled - previous.pooled_pct)
             recorded = p.recorded_at[:16].replace("T", " ")  # to the minute: the table stays narrow
-            lines.append(f"| #{p.run_id} | {cell(recorded, for_html)} | {cell((p.git_commit or '-')[:8], for_html)} "
+            lines.append(f"| #{p.run_id} | {cell(p.label or '-', for_html)} | {cell(recorded, for_html)} "
+                         f"| {cell((p.git_commit or '-')[:8], for_html)} "
                          f"| {cell(p.command, for_html)} | {pct(pooled)} | {change} | {pct(p.worst_rank_pct)} "
                          f"| {duration(p.exposed_comm_ns)} |")
-            previous = pooled if pooled is not None else previous
+            if pooled is not None:
+                previous = p
         lines.append("")
     return "\n".join(lines)
 

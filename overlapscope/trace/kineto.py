@@ -186,8 +186,8 @@ def read_kineto(chunks: Iterable[bytes | bytearray], source: str, rank: int | No
     if dist is not None and dist.rank is not None:
         rank = dist.rank
     if rank is None:
-        raise BadInput(source, "no rank: the trace has no distributedInfo.rank and the file name holds none "
-                               "(rank-3, rank3, _3.)")
+        raise BadInput(source, "no rank: the trace has no distributedInfo.rank and its file name names none "
+                               "(rank-3, rank3, _rank3., worker3, -TP-3); give it with --rank FILE=N")
     gpu_ops = columns.frame("gpu_ops", GPU_OP_COLUMNS, rank)
     host_calls = columns.frame("host_calls", HOST_CALL_COLUMNS, rank)
     ranges = _mark_profiler_steps(columns.frame("ranges", RANGE_COLUMNS, rank))
@@ -195,6 +195,8 @@ def read_kineto(chunks: Iterable[bytes | bytearray], source: str, rank: int | No
     syncs = pd.concat([_event_records(waits, host_calls, rank), waits], ignore_index=True)
     collectives = columns.frame("collectives", COLLECTIVE_COLUMNS, rank)
     dropped = {f"{_ROWS[frame]} {what}": n for (frame, what), n in sorted(columns.dropped.items())}
+
+    host_pid = _host_pid(host_calls, ranges)
 
     def info(rank: int, device: int | None) -> RankInfo:
         return RankInfo(
@@ -204,6 +206,7 @@ def read_kineto(chunks: Iterable[bytes | bytearray], source: str, rank: int | No
             world_size=dist.world_size if dist else None,
             gpu_name=_gpu_name(skeleton.deviceProperties, device),
             format="kineto",
+            pid=host_pid,
             versions={"nccl": dist.nccl_version} if dist and dist.nccl_version else {},
             extra={"backend": dist.backend} if dist and dist.backend else {},
             dropped_rows=dict(dropped),
@@ -479,6 +482,16 @@ def _event_records(waits: pd.DataFrame, host_calls: pd.DataFrame, rank: int) -> 
         },
         SYNC_COLUMNS,
     )
+
+
+def _host_pid(host_calls: pd.DataFrame, ranges: pd.DataFrame) -> int | None:
+    """The process that launched the GPU work (its Execution Trace carries the same pid)."""
+    pids = np.concatenate([host_calls["pid"].to_numpy(), ranges["pid"].to_numpy()])
+    pids = pids[pids != NO_ID]
+    if not pids.size:
+        return None
+    values, counts = np.unique(pids, return_counts=True)
+    return int(values[np.argmax(counts)])
 
 
 def _main_device(gpu_ops: pd.DataFrame) -> int | None:

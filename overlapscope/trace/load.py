@@ -180,7 +180,7 @@ def run_facts(run: RunFiles, ranks: list[RankInfo]) -> Trace:
     _check_unique_ranks(ranks)
     ranks = sorted(ranks, key=lambda r: r.rank)
     return dataclasses.replace(Trace.empty(ranks), manifest=_read_manifest(run.manifests), notes=tuple(run.notes),
-                               execution_traces=_match_execution_traces(run.execution_traces, [r.rank for r in ranks]))
+                               execution_traces=_match_execution_traces(run.execution_traces, ranks))
 
 
 def _expand(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, bool]]:
@@ -302,17 +302,33 @@ def _read_manifest(files: list[_File]) -> dict | None:
     return manifest
 
 
-def _match_execution_traces(files: list[_File], ranks: list[int]) -> dict[int, str]:
-    """An Execution Trace belongs to the rank its file name gives, else to the only rank."""
+def _match_execution_traces(files: list[_File], ranks: list[RankInfo]) -> dict[int, str]:
+    """An Execution Trace belongs to the rank whose process it recorded (its `pid`, the pid of the
+    rank's host events), else to the rank its file name gives, else to the only rank."""
+    by_pid: dict[int, list[int]] = {}
+    for r in ranks:
+        if r.pid is not None:
+            by_pid.setdefault(r.pid, []).append(r.rank)
+    numbers = [r.rank for r in ranks]
     out: dict[int, str] = {}
     for f in files:
-        rank = rank_from_name(f.path)
-        if rank is None and len(ranks) == 1:
-            rank = ranks[0]
-        if rank is None or rank not in ranks:
-            raise BadInput(f.path, "Execution Trace whose rank is unknown: name it like the rank's trace (rank-3)")
+        pid = _execution_trace_pid(f.path)
+        owners = by_pid.get(pid, []) if pid is not None else []
+        rank = owners[0] if len(owners) == 1 else rank_from_name(f.path)
+        if rank is None and len(numbers) == 1:
+            rank = numbers[0]
+        if rank is None or rank not in numbers:
+            raise BadInput(f.path, "Execution Trace whose rank is unknown: its pid matches no rank's trace and its "
+                                   "name none (name it like the rank's trace: rank-3)")
         if rank in out:
             raise BadInput(f.path, f"a second Execution Trace for rank {rank} (the first is {out[rank]})")
         out[rank] = str(f.path)
     return out
 
+
+_ET_PID = re.compile(rb'"pid"\s*:\s*(\d+)')
+
+
+def _execution_trace_pid(path: Path) -> int | None:
+    m = _ET_PID.search(next(iter_chunks(path, chunk_size=1 << 14), b"")[:1 << 14])
+    return int(m.group(1)) if m else None

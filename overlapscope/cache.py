@@ -87,6 +87,7 @@ class TraceCache:
 
     def key(self, f: TraceFile) -> str:
         rank = "" if f.default_rank is None else f"-rank{f.default_rank}"
+        rank += "" if f.forced_rank is None else f"-given{f.forced_rank}"  # a file without a rank reads as the given one
         return f"{file_digest(f.path)}-{f.kind}{rank}"
 
     def get(self, key: str, source: str) -> Trace | None:

@@ -495,9 +495,11 @@ def _host_pid(host_calls: pd.DataFrame, ranges: pd.DataFrame) -> int | None:
 
 
 def _main_device(gpu_ops: pd.DataFrame) -> int | None:
+    """The GPU the rank's kernels ran on (copies may touch a peer's GPU); without kernels, its copies'."""
     if len(gpu_ops) == 0:
         return None
-    return int(gpu_ops["device"].value_counts().index[0])
+    kernels = gpu_ops[(gpu_ops["kind"] == "kernel").to_numpy()]
+    return int((kernels if len(kernels) else gpu_ops)["device"].value_counts().index[0])
 
 
 def _gpu_name(props: list[_DeviceProperties] | None, device: int | None) -> str | None:

@@ -144,7 +144,8 @@ def read_trace_file(f: TraceFile, on_progress: ProgressFn | None = None, first_r
     per step."""
     source = str(f.path)
     if f.kind == "kineto":
-        return read_kineto(iter_chunks(f.path, on_progress, chunk_size), source, f.default_rank)
+        rank = f.default_rank if f.forced_rank is None else f.forced_rank  # a file with no rank takes the user's
+        return read_kineto(iter_chunks(f.path, on_progress, chunk_size), source, rank)
     if f.kind == "rocprofv3":
         from .rocprofv3 import read_rocprofv3
 

@@ -235,6 +235,7 @@ def diff(
     exclude_kernel: ExcludeOpt = None,
     preset: PresetOpt = None,
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a card to paste into a pull request.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write a before/after page: each rank's representative step, one above the other.")] = None,
     fail_on_regression: Annotated[Optional[float], typer.Option("--fail-on-regression", help="Exit 1 when the overlap of any rank and scope fell by more than PTS points (or could no longer be measured).", metavar="PTS")] = None,
     fail_on_new_races: Annotated[bool, typer.Option("--fail-on-new-races", help="Exit 1 when a new race group appears (or the races could no longer be checked).")] = False,
     top: Annotated[int, typer.Option("--top", min=0, help="Exposed range paths that moved most, listed.")] = 10,
@@ -245,7 +246,7 @@ def diff(
     from .renderers.diff_markdown import render_diff_markdown
 
     result = call(commands.diff, before, after, region or [], comm_pattern or [], exclude_kernel or [], preset or [],
-                  top=top)
+                  top=top, html=html)
     if markdown is not None:
         call(write_text, markdown, render_diff_markdown(result))
     render(result, "json" if json else "console")

@@ -139,14 +139,32 @@ def gate(paths: Paths, min_overlap: float | None = None, regions: Sequence[str] 
 
 
 def diff(before: Path, after: Path, regions: Sequence[str] = (), comm_patterns: Sequence[str] = (),
-         exclude_kernels: Sequence[str] = (), presets: Sequence[str] = (), top: int = 10) -> Diff:
-    """Before/after: overlap and exposed comm per rank and scope, new and gone race findings."""
+         exclude_kernels: Sequence[str] = (), presets: Sequence[str] = (), top: int = 10,
+         html: Path | None = None) -> Diff:
+    """Before/after: overlap and exposed comm per rank and scope, new and gone race findings; with
+    `html`, also a before/after page with each rank's representative step one above the other."""
     from .diff import diff_runs
+
+    if html is not None:
+        _refuse_to_overwrite_inputs(html, [before, after])
 
     def side(path: Path) -> Trace:
         return load_run([path], comm_patterns, exclude_kernels=exclude_kernels)
 
-    return diff_runs(side(before), side(after), _regions(regions, presets), top=top)
+    traces = side(before), side(after)
+    result = diff_runs(*traces, _regions(regions, presets), top=top)
+    if html is not None:
+        from .renderers.diff_html import render_diff_html
+
+        _write(html, render_diff_html(result, *traces))
+    return result
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise BadInput(path, f"cannot write: {e.strerror}") from None
 
 
 def ranges(paths: Paths, comm_patterns: Sequence[str] = (), include_cpu_ops: bool = False,

@@ -250,3 +250,24 @@ def test_cli_markdown(tmp_path):
 if __name__ == "__main__":  # regenerate the committed example
     EXAMPLE.parent.mkdir(parents=True, exist_ok=True)
     EXAMPLE.write_text(sample_card(), encoding="utf-8")
+
+
+def test_cli_html_shows_both_runs_representative_steps(tmp_path):
+    """`diff --html FILE`: one offline page, the verdict, and per rank two static timelines, before above after."""
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "diff.html"
+    result = runner.invoke(app, ["diff", str(SAMPLES / "inline" / "nsys"), str(SAMPLES / "comm-stream" / "nsys"),
+                                 "--region", "^tbo/block$", "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert "<script" not in page and "default-src 'none'" in page
+    assert "Overlap of ^tbo/block$ rose from 0.0 % to 88.0 % on every rank" in page
+    svgs = re.findall(r"<svg.*?</svg>", page, flags=re.S)
+    assert len(svgs) == 4  # 2 ranks x (before, after)
+    for svg in svgs:
+        ET.fromstring(svg)  # well-formed
+    assert page.index("deepseek_v4_tbo/inline") < page.index("deepseek_v4_tbo/comm-stream")
+    bad = runner.invoke(app, ["diff", str(SAMPLES / "inline" / "nsys"), str(SAMPLES / "comm-stream" / "nsys"),
+                              "--html", str(SAMPLES / "inline" / "nsys" / "trace.sqlite")])
+    assert bad.exit_code == 2 and "refusing to overwrite" in bad.stderr

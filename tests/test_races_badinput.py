@@ -16,7 +16,7 @@ from overlapscope.errors import BadInput
 from overlapscope.races import RaceReport, check_races
 from overlapscope.trace.et import parse_execution_trace
 from overlapscope.pipeline import load
-from test_races_helpers import T0, RaceBuilder, check, execution_trace, tensor, write, write_et
+from race_builders import T0, RaceBuilder, check, execution_trace, tensor, write, write_et
 from test_races_rules import dp_gather_then_consume, et_two_streams
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,7 @@ import pytest
 from overlapscope.overlap import launch_points
 from overlapscope.races.places import op_places
 from overlapscope.pipeline import load
-from test_races_helpers import NIC, T0, RaceBuilder, check, execution_trace, tensor, write
+from race_builders import NIC, T0, RaceBuilder, check, execution_trace, tensor, write
 
 IDS = {"ids": (0x7F00_0000_0000, 4096)}
 STAGING = {"staging": (0x7E00_0000_0000, 8192)}

@@ -14,7 +14,7 @@ from overlapscope.races import check_races
 from overlapscope.races import findings as findings_module
 from overlapscope.renderers.races_console import print_races
 from overlapscope.pipeline import load
-from test_races_helpers import NIC, RaceBuilder, check
+from race_builders import NIC, RaceBuilder, check
 from test_races_rules import IDS, STAGING, dp_gather_then_consume, ranks_issuing
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from overlapscope.overlap import launch_points
 from overlapscope.races.accesses import collect_accesses
 from overlapscope.trace.et import parse_execution_trace, read_execution_trace
 from overlapscope.pipeline import load
-from test_races_helpers import execution_trace, tensor
+from race_builders import execution_trace, tensor
 
 
 @pytest.fixture(scope="module")

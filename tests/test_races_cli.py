@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from overlapscope.cli import app
-from test_races_helpers import write
+from race_builders import write
 from test_races_rules import dp_gather_then_consume, staging_then_rdma
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from overlapscope.races.hb import happens_before
 from overlapscope.trace.kineto import read_kineto
-from test_races_helpers import T0, RaceBuilder
+from race_builders import T0, RaceBuilder
 
 STREAMS = (7, 13, 20)
 THREADS = (1000, 1001)

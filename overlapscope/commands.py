@@ -110,7 +110,7 @@ def report(paths: Paths, output: Path, regions: Sequence[str] = (), comm_pattern
         raise BadInput(output, "its directory does not exist")
     trend = read_trend(db) if db is not None else None
     trace = load_run(paths, comm_patterns, on_progress=on_progress, ranks=ranks, exclude_kernels=exclude_kernels)
-    page = build_report(trace, _regions(regions, presets), trend=trend)
+    page = build_report(trace, _regions(regions, presets), trend=trend, excluded=_excluded(exclude_kernels))
     try:
         write_html(page, output)
     except OSError as e:

@@ -103,3 +103,35 @@ def no_gpu_run(out: Path) -> Path:
     b.annotation("tbo/mb0", T0, T0 + 3_000)
     b.write(out / "rank-0.trace.json.gz")
     return out
+
+
+def nested_run(out: Path, ranks: int = 3, steps: int = 2) -> Path:
+    """A block of nested ranges whose exposed comm sits in `l0 > mb1 > combine` (answers by hand):
+
+    per step, inside `tbo/block` > `l0`: `mb0` > `dispatch` launches an all-gather on stream 20 at
+    [10, 20) µs, `mb1` > `combine` an all-reduce at [30, 40) µs; one compute kernel (launched in the
+    block) runs on stream 7 at [5, 32) µs, on rank 1 at [5, 34) µs. Outside the block, `step_align`
+    launches a 1 µs all-reduce at [50, 51) µs that nothing hides."""
+    out.mkdir(parents=True, exist_ok=True)
+    for rank in range(ranks):
+        b = KinetoBuilder(rank=rank, world_size=ranks, device=rank)
+        compute_end = 34_000 if rank == 1 else 32_000
+        for step in range(steps):
+            base = T0 + rank * 41 + step * STEP
+            b.annotation(f"ProfilerStep#{step}", base, base + 90_000)
+            b.annotation("tbo/block", base + 100, base + 5_000)
+            b.kernel("attention_fwd_kernel", 7, base + 5_000, base + compute_end, launch_at=base + 120)
+            b.annotation("l0", base + 150, base + 2_000)
+            b.annotation("mb0", base + 160, base + 900)
+            b.annotation("dispatch", base + 170, base + 800)
+            b.kernel("ncclDevKernel_AllGather_RING_LL", 20, base + 10_000, base + 20_000, launch_at=base + 200,
+                     api="cuda_driver")
+            b.annotation("mb1", base + 1_000, base + 1_900)
+            b.annotation("combine", base + 1_100, base + 1_800)
+            b.kernel("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", 20, base + 30_000, base + 40_000,
+                     launch_at=base + 1_200, api="cuda_driver")
+            b.annotation("step_align", base + 6_000, base + 6_500)
+            b.kernel("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 20, base + 50_000, base + 51_000,
+                     launch_at=base + 6_100, api="cuda_driver")
+        b.write(out / f"rank-{rank}.trace.json.gz")
+    return out

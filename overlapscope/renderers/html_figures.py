@@ -14,6 +14,7 @@ import numpy as np
 
 from ..history import Trend
 from ..overlap import ScopeRow
+from .. import report as _report
 from ..report import COVERAGE_BINS, RankTimeline, Track
 from .format import duration
 
@@ -23,8 +24,8 @@ COLORS = {
 }
 LEGEND = {
     "compute": "compute kernel", "comm": "comm kernel", "memory": "memcpy / memset",
-    "hidden": "comm under compute", "exposed": "comm exposed", "region": "region (host range)",
-    "step": "profiler step (host range)",
+    "hidden": "comm under compute", "exposed": "comm exposed", "region": "region (GPU time)",
+    "step": "profiler step (GPU time)",
 }
 HOVER_NAME_LIMIT = 160
 LANE_HEIGHT = 26
@@ -39,39 +40,73 @@ def text(value: object, limit: int = HOVER_NAME_LIMIT) -> str:
     return html.escape(s, quote=True)
 
 
-def timeline_figure(timeline: RankTimeline, origin_ns: int) -> dict[str, Any]:
-    """One rank: a lane per stream, hidden/exposed comm, regions and steps; race findings marked."""
+RACE_LABEL_LEVELS = 3  # rows of race labels above a timeline; more labels at one place are counted as "+N"
+RACE_LABEL_ROW = 20  # px
+
+
+def timeline_figure(timeline: RankTimeline, origin_ns: int, view_ns: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One rank: a lane per stream, hidden/exposed comm, regions and steps; race findings marked.
+
+    Besides plotly's `data` and `layout`, the spec carries `timeline`: the race marks (the page lays
+    out their labels for the current zoom, as links to the race rows) and, for each binned lane, its
+    embedded spans (`detail`), which the page draws one by one when the zoomed window holds at most
+    DETAIL_LIMIT of them: starts as ns deltas from `t0` (µs since the origin), durations in ns, and
+    name codes into the lane's escaped name table."""
     data: list[dict[str, Any]] = []
+    detail: list[dict[str, Any]] = []
     in_legend: set[str] = set()
     for y, lane in enumerate(timeline.lanes):
         stacked = np.zeros(COVERAGE_BINS)
+        lane_detail: dict[str, Any] = {"lane": y, "tracks": [], "windows": None}  # None: every span is embedded
         for track in lane.tracks:
             show = track.kind not in in_legend
             in_legend.add(track.kind)
             if track.binned:
+                if track.detail_windows:
+                    lane_detail["tracks"].append(_detail_data(track, len(data), origin_ns))
+                    if not track.detail_complete:  # the same windows for every track of a rank (fit_detail)
+                        lane_detail["windows"] = [[float(_us(a, origin_ns)), float(_us(b, origin_ns))]
+                                                  for a, b in track.detail_windows]
+                else:
+                    lane_detail["windows"] = []
                 data.append(_coverage_trace(track, y, stacked, origin_ns, text(lane.label), show))
                 stacked = stacked + track.covered
             else:
                 data.append(_spans_trace(track, y, origin_ns, text(lane.label), show))
-    shapes, notes = [], []
+        if lane_detail["tracks"] and lane_detail["windows"] != []:  # None: detail in any window
+            detail.append(lane_detail)
+    shapes, races = [], []
     for mark in timeline.races:
         x0, x1 = float(_us(mark.start_ns, origin_ns)), float(_us(mark.end_ns, origin_ns))
         shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
                        "fillcolor": "rgba(228,26,28,0.15)", "line": {"color": "#e41a1c", "width": 1.5}})
-        notes.append({"x": x0, "y": 1, "xref": "x", "yref": "paper", "yanchor": "bottom", "showarrow": False,
-                      "text": f'<a href="#race-{mark.number}">race {mark.number}</a>',
-                      "font": {"color": "#e41a1c"}})
+        races.append({"n": mark.number, "x0": x0, "x1": x1})
     labels = [text(lane.label) for lane in timeline.lanes]
+    top = 30 + (RACE_LABEL_ROW * (min(len(races), RACE_LABEL_LEVELS) - 1) if races else 0)
+    xaxis: dict[str, Any] = {"title": {"text": "µs since the run's first event"}, "zeroline": False}
+    if view_ns is not None:
+        xaxis.update(range=[float(_us(view_ns[0], origin_ns)), float(_us(view_ns[1], origin_ns))], autorange=False)
     layout = {
-        "height": 90 + LANE_HEIGHT * max(len(labels), 4), "margin": {"l": 10, "r": 10, "t": 30, "b": 40},
-        "xaxis": {"title": {"text": "µs since the run's first event"}, "zeroline": False},
+        "height": 90 + LANE_HEIGHT * max(len(labels), 4) + top - 30, "margin": {"l": 10, "r": 10, "t": top, "b": 40},
+        "xaxis": xaxis,
         # a fixed, reversed range keeps empty lanes (no exposed comm, a region with no range) in view
         "yaxis": {"tickvals": list(range(len(labels))), "ticktext": labels, "range": [len(labels) - 0.5, -0.5],
                   "autorange": False, "fixedrange": True, "automargin": True, "zeroline": False, "showgrid": False},
-        "hovermode": "closest", "shapes": shapes, "annotations": notes, "showlegend": True,
+        "hovermode": "closest", "shapes": shapes, "annotations": [], "showlegend": True,
         "legend": {"traceorder": "normal"},
     }
-    return {"data": data, "layout": layout}
+    return {"data": data, "layout": layout,
+            "timeline": {"rank": timeline.rank, "races": races, "detail": detail, "limit": _report.DETAIL_LIMIT,
+                         "levels": RACE_LABEL_LEVELS, "row": RACE_LABEL_ROW}}
+
+
+def _detail_data(track: Track, trace_index: int, origin_ns: int) -> dict[str, Any]:
+    starts, ends = track.starts, track.ends
+    deltas = np.diff(starts, prepend=starts[:1]) if starts.size else starts
+    codes = track.detail_codes if track.detail_codes is not None else np.zeros(starts.size, np.int64)
+    return {"trace": trace_index, "t0": float(_us(starts[0], origin_ns)) if starts.size else 0.0,
+            "s": deltas.astype(np.int64), "w": (ends - starts).astype(np.int64), "n": codes.astype(np.int64),
+            "names": [text(n) for n in (track.name_table or [""])]}
 
 
 def _spans_trace(track: Track, y: int, origin_ns: int, lane: str, show: bool) -> dict[str, Any]:

@@ -331,3 +331,14 @@ def test_race_marks_are_in_the_figure_for_the_page_to_label(racy_run):
     spec = json.loads(re.search(r'data-for="timeline-rank-1">(.*?)</script>', render_html(report)).group(1))
     assert [r["n"] for r in spec["timeline"]["races"]] == [2]
     assert spec["layout"]["annotations"] == []  # the page lays the labels out for the zoom it shows
+
+
+def test_families_and_suspects_are_on_the_page(tmp_path):
+    """#12.2: the report, like analyze, shows communication per family and the suspect kernels."""
+    run = tbo_run(tmp_path / "run", overlapped=True, compute_names=("attention_fwd_kernel", "my_all_reduce_kernel",
+                                                                    "attention_fwd_kernel"))
+    page = render_html(rp.build_report(load([run]), ["tbo"]))
+    families = page.split('id="families-table"', 1)[1].split("</table>", 1)[0]
+    assert families.count("<tr>") == 3 and "nccl" in families and "45.0 µs" in families  # header + 2 ranks
+    suspects = page.split('id="suspects-table"', 1)[1].split("</table>", 1)[0]
+    assert "my_all_reduce_kernel" in suspects and "<code>my_all_reduce_kernel\\b</code>" in suspects

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..overlap import RankRow, ScopeRow
+from ..overlap import Analysis, RankRow, ScopeRow
 from ..races.findings import Access, FindingGroup
 from ..report import COVERAGE_BINS, DETAIL_LIMIT, VIEW_PAD, RankVerdict, Report, TreeNode, race_span
 from .format import duration, isolate_bidi, pct
@@ -119,8 +119,32 @@ def _summary(report: Report) -> str:
                    "can exceed the per-rank totals above.</p>"
                    '<table id="kernels-table"><thead><tr><th>kernel</th><th>ranks</th><th>launches</th><th>time</th>'
                    f"<th>exposed</th><th>exposed share</th></tr></thead><tbody>{rows}</tbody></table>")
+    out += _families(a)
     out.append("</section>")
     return "".join(out)
+
+
+def _families(a: Analysis) -> list[str]:
+    """Communication per family, and the kernels counted as compute that look like communication."""
+    out = []
+    if a.families:
+        rows = "".join(f'<tr><td class="num">{f.rank}</td><td class="name">{esc(f.family)}</td><td>{esc(f.op_class)}</td>'
+                       f'<td class="num">{f.kernels:,}</td><td class="num">{duration(f.time_ns)}</td></tr>'
+                       for f in a.families)
+        out.append('<h3>Communication per family</h3><p><em>fused</em>: communication inside a compute kernel, '
+                   "counted neither as communication nor as compute; <em>memory</em>: peer copies not counted "
+                   '(--copy-comm counts them).</p><table id="families-table"><thead><tr><th>rank</th><th>family</th>'
+                   f"<th>class</th><th>kernels</th><th>time</th></tr></thead><tbody>{rows}</tbody></table>")
+    if a.suspects:
+        rows = "".join(f'<tr><td class="num">{s.rank}</td><td class="name" title="{esc(_cut(s.kernel, TITLE_LIMIT))}">'
+                       f'{esc(_cut(s.kernel, TABLE_NAME_LIMIT))}</td><td class="num">{s.kernels:,}</td>'
+                       f'<td class="num">{duration(s.time_ns)}</td><td><code>{esc(s.comm_pattern)}</code></td></tr>'
+                       for s in a.suspects)
+        out.append("<h3>Counted as compute, but named like communication</h3><p>If they are communication, count "
+                   'them with <code>--comm-pattern</code>.</p><table id="suspects-table"><thead><tr><th>rank</th>'
+                   "<th>kernel</th><th>launches</th><th>time</th><th>--comm-pattern</th></tr></thead>"
+                   f"<tbody>{rows}</tbody></table>")
+    return out
 
 
 def _rank_row(r: RankRow) -> str:

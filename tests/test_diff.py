@@ -14,7 +14,7 @@ from overlapscope.diff import WHOLE_TRACE, compare_findings, diff_runs
 from overlapscope.races.findings import Access, Finding, RaceReport
 from overlapscope.pipeline import load
 from overlapscope.renderers.diff_verdict import verdict_sentence
-from test_report_helpers import COMM_NS, tbo_run
+from run_builders import COMM_NS, tbo_run
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from builders import KinetoBuilder
 from corpus import REPO
 from overlapscope.cli import app
-from test_report_helpers import T0, tbo_run
+from run_builders import T0, tbo_run
 
 runner = CliRunner()
 

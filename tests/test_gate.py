@@ -12,7 +12,7 @@ from overlapscope.config import Floor, GateSettings, load_config
 from overlapscope.errors import BadInput
 from overlapscope.gate import evaluate_gate, gate_settings
 from overlapscope.pipeline import load
-from test_report_helpers import no_comm_run, no_gpu_run, tbo_run
+from run_builders import no_comm_run, no_gpu_run, tbo_run
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ from overlapscope.history import SCHEMA_VERSION, WHOLE_TRACE, read_trend, record
 from overlapscope.overlap import analyze
 from overlapscope.pipeline import load
 from overlapscope.renderers.markdown import trend_markdown
-from test_report_helpers import COMM_NS, tbo_run
+from run_builders import COMM_NS, tbo_run
 
 runner = CliRunner()
 

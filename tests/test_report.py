@@ -20,7 +20,7 @@ from overlapscope.overlap import exposed_by_kernel
 from overlapscope.races.findings import Access, Finding, RaceReport
 from overlapscope.renderers.html import rank_label, render_html, script_json, verdict_sentences, verdict_text
 from overlapscope.pipeline import load
-from test_report_helpers import COMM_NS, HOSTILE, LONG_NAME, T0, hostile_run, nested_run, no_gpu_run, tbo_run
+from run_builders import COMM_NS, HOSTILE, LONG_NAME, T0, hostile_run, nested_run, no_gpu_run, tbo_run
 
 runner = CliRunner()
 
@@ -120,7 +120,7 @@ def hostile_findings() -> RaceReport:
 
 
 def rp_t(ns: int) -> int:
-    from test_report_helpers import T0
+    from run_builders import T0
 
     return T0 + ns
 
@@ -211,7 +211,7 @@ def test_verdict_sentence_of_the_whole_trace_by_hand(nested):
 
 
 def test_verdict_without_comm_or_range(tmp_path):
-    from test_report_helpers import no_comm_run
+    from run_builders import no_comm_run
 
     report = rp.build_report(load([no_comm_run(tmp_path / "run")]), ["tbo", "nothing"], races=RaceReport([], []))
     assert sentences(report) == [

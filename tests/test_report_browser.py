@@ -23,7 +23,7 @@ from overlapscope.renderers.format import duration, pct
 from overlapscope.renderers.html import rank_label, write_html
 from overlapscope.pipeline import load
 from corpus import corpus_path
-from test_report_helpers import HOSTILE, T0, hostile_run, nested_run, tbo_run
+from run_builders import HOSTILE, T0, hostile_run, nested_run, tbo_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

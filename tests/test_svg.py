@@ -17,7 +17,7 @@ import pytest
 import overlapscope
 from overlapscope import report as rp
 from overlapscope.renderers import svg
-from test_report_helpers import HOSTILE, LONG_NAME, hostile_run, no_gpu_run, tbo_run
+from run_builders import HOSTILE, LONG_NAME, hostile_run, no_gpu_run, tbo_run
 
 NS = "{http://www.w3.org/2000/svg}"
 WIDTH = 1206

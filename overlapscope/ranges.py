@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from .trace.model import NO_ID, Trace
+from .trace.links import launch_points, steps_of
+from .trace.model import Trace
 
 DEFAULT_SOURCES = ("nvtx", "user_annotation")
 
@@ -90,8 +91,8 @@ def list_ranges(trace: Trace, include_cpu_ops: bool = False) -> RangeTable:
     regions = all_ranges[np.isin(src, sources)].reset_index(drop=True)
     steps = all_ranges[src == "profiler_step"].reset_index(drop=True)
 
-    comm = _comm_launches(trace)
-    return RangeTable(ranges=_region_rows(regions, comm), steps=_step_rows(steps, comm))
+    comm, step_codes, step_names = _comm_launches(trace)
+    return RangeTable(ranges=_region_rows(regions, comm), steps=_step_rows(steps, comm, step_codes, step_names))
 
 
 # ---- communication ops and where they were launched ------------------------------------------
@@ -109,17 +110,17 @@ class _Comm:
     time: np.ndarray
 
 
-def _comm_launches(trace: Trace) -> _Comm:
+def _comm_launches(trace: Trace) -> tuple[_Comm, np.ndarray, pd.Index]:
+    """The comm ops with a launch event (the shared launch link), and each one's profiler step
+    (codes into the categories returned; -1 where no step holds the launch)."""
     ops = trace.gpu_ops
-    is_comm = (ops["op_class"] == "comm").to_numpy()
-    ops = ops[is_comm]
-    calls = trace.host_calls[["rank", "correlation", "pid", "tid", "start"]]
-    calls = calls[calls["correlation"] != NO_ID].drop_duplicates(["rank", "correlation"])
-    keyed = ops[["rank", "correlation", "start", "end"]].merge(
-        calls.rename(columns={"start": "launch"}), on=["rank", "correlation"], how="inner", sort=False)
-    return _Comm(rank=keyed["rank"].to_numpy(np.int64), start=keyed["start"].to_numpy(np.int64),
-                 end=keyed["end"].to_numpy(np.int64), pid=keyed["pid"].to_numpy(np.int64),
-                 tid=keyed["tid"].to_numpy(np.int64), time=keyed["launch"].to_numpy(np.int64))
+    launch = launch_points(trace)
+    keep = (ops["op_class"] == "comm").to_numpy() & launch.launched
+    steps = steps_of(trace, launch)
+    comm = _Comm(rank=launch.rank[keep].astype(np.int64), start=ops["start"].to_numpy(np.int64)[keep],
+                 end=ops["end"].to_numpy(np.int64)[keep], pid=launch.pid[keep], tid=launch.tid[keep],
+                 time=launch.time[keep])
+    return comm, np.asarray(steps.codes)[keep], steps.categories
 
 
 # ---- regions ------------------------------------------------------------------------------
@@ -289,24 +290,18 @@ def _comm_per_group(group: np.ndarray, op: np.ndarray, comm: _Comm) -> dict[int,
 # ---- profiler steps -----------------------------------------------------------------------
 
 
-def _step_rows(steps: pd.DataFrame, comm: _Comm) -> list[RangeRow]:
-    """Each profiler step name: a window of the whole process (any thread's launches count)."""
+def _step_rows(steps: pd.DataFrame, comm: _Comm, step_codes: np.ndarray, step_names: pd.Index) -> list[RangeRow]:
+    """Each profiler step name: a window of the whole process (any thread's launches count;
+    trace.links.steps_of assigns them)."""
     if len(steps) == 0:
         return []
     name_codes, name_list = _names(steps["name"])
-    rank = steps["rank"].to_numpy(np.int64)
-    start = steps["start"].to_numpy(np.int64)
-    end = steps["end"].to_numpy(np.int64)
-    process, op_process = _split(_keys(np.concatenate([rank, comm.rank]),
-                                       np.concatenate([steps["pid"].to_numpy(np.int64), comm.pid])), rank.size)
-    clock = _Clock(start, end, comm.time)
-    order = np.lexsort((-end, start, process))
-    at = np.searchsorted(clock.key(process[order], start[order]), clock.key(op_process, comm.time), side="right") - 1
-    ok = at >= 0
-    idx = order[np.clip(at, 0, None)]
-    ok &= (process[idx] == op_process) & (start[idx] <= comm.time) & (comm.time < end[idx])
-    ops = np.flatnonzero(ok)
-    per_name = _comm_per_group(name_codes[idx[ops]], ops, comm)
-    frame = pd.DataFrame({"name": name_codes, "rank": rank, "depth": 0, "dur": end - start,
+    index = {str(n): i for i, n in enumerate(name_list)}
+    lookup = np.array([index.get(str(n), -1) for n in step_names] + [-1], dtype=np.int64)
+    op_codes = lookup[np.where(step_codes >= 0, step_codes, len(step_names))]
+    ops = np.flatnonzero(op_codes >= 0)
+    per_name = _comm_per_group(op_codes[ops], ops, comm)
+    frame = pd.DataFrame({"name": name_codes, "rank": steps["rank"].to_numpy(np.int64), "depth": 0,
+                          "dur": steps["end"].to_numpy(np.int64) - steps["start"].to_numpy(np.int64),
                           "source": "profiler_step"})
     return _rows(frame, name_list, per_name)

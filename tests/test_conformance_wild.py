@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from corpus import corpus_files, corpus_path
+from oracles import intersection_length, measure, union
 from overlapscope.cli import app
 from overlapscope.overlap import analyze
 from overlapscope.pipeline import load
@@ -46,35 +47,6 @@ def ns(us) -> int:
 def span(e: dict) -> tuple[int, int]:
     start = ns(e["ts"])
     return start, start + ns(e["dur"])
-
-
-def union(spans) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for s, e in sorted(spans):
-        if e <= s:
-            continue
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
-
-
-def measure(u) -> int:
-    return sum(e - s for s, e in u)
-
-
-def intersect(a, b) -> int:
-    """|a ∩ b| of two sorted disjoint unions."""
-    i = j = total = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        total += max(0, hi - lo)
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return total
 
 
 def kernels(evs) -> list[dict]:
@@ -119,7 +91,7 @@ def test_dlrm_whole_trace_equals_an_independent_union():
         row = rows[str(path)]
         assert sum(1 for e in ks if e["name"].startswith("nccl")) == 8
         assert (row.comm_ns, row.compute_ns, row.overlap_ns) == (measure(comm), measure(compute),
-                                                                 intersect(comm, compute))
+                                                                 intersection_length(comm, compute))
 
 
 # --- MI300X (ROCm, RCCL, DDP): whole trace 22.22 %, steps holding the all-reduces --------------------
@@ -137,7 +109,7 @@ def mi300x():
 def test_mi300x_whole_trace_overlap_is_22_22_percent_exactly(mi300x):
     path, _, rccl, other = mi300x
     comm, compute = union(map(span, rccl)), union(map(span, other))
-    expected = (measure(comm), measure(compute), intersect(comm, compute))
+    expected = (measure(comm), measure(compute), intersection_length(comm, compute))
     (row,) = analyze(load([path])).ranks
     assert (row.comm_ns, row.compute_ns, row.overlap_ns) == expected
     assert row.overlap_pct == pytest.approx(100 * expected[2] / expected[0])
@@ -173,7 +145,7 @@ def test_mi300x_steps_hold_the_all_reduces_launched_from_the_autograd_thread(mi3
     assert sorted(rows) == sorted(steps)
     for name in steps:
         c = union(per_step[name])
-        assert (rows[name].comm_ns, rows[name].overlap_ns) == (measure(c), intersect(c, compute)), name
+        assert (rows[name].comm_ns, rows[name].overlap_ns) == (measure(c), intersection_length(c, compute)), name
         assert rows[name].ranges == 1
     expected_total = sum(measure(union(per_step[n])) for n in steps)
     assert sum(r.comm_ns for r in rows.values()) == expected_total
@@ -193,7 +165,7 @@ def test_b200_comm_is_the_union_of_nccl_and_symmetric_memory_kernels():
     compute = union(span(e) for e in ks if id(e) not in comm_ids)
     (row,) = analyze(load([path])).ranks
     assert (row.comm_ns, row.compute_ns, row.overlap_ns) == (measure(comm), measure(compute),
-                                                             intersect(comm, compute))
+                                                             intersection_length(comm, compute))
     assert 2_000_000 < row.comm_ns < 2_200_000  # "about 2.1 ms of communication in all"
     families = {f.family: f for f in analyze(load([path])).families}
     assert families["torch-symm-mem"].kernels == 73 and families["nccl"].kernels == 1

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from corpus import corpus_path
+from oracles import intersection_length, union
 from overlapscope.errors import BadInput
 from overlapscope.overlap import analyze
 from overlapscope.trace.classify import classified
@@ -41,29 +42,6 @@ def test_corpus_counts(corpus):
         (0, 0, 908, "rocprofv3", "AMD Instinct MI350X")]
 
 
-def _union(intervals):
-    """Sorted, merged [start, end) intervals, in plain Python."""
-    out = []
-    for s, e in sorted(intervals):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return out
-
-
-def _intersection_length(a, b):
-    i = j = total = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        total += max(0, hi - lo)
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return total
-
-
 def test_corpus_overlap_equals_brute_force(corpus):
     data, tool = corpus
     names = {s["kernel_id"]: s["formatted_kernel_name"] for s in tool["kernel_symbols"]}
@@ -71,9 +49,9 @@ def test_corpus_overlap_equals_brute_force(corpus):
     for d in tool["buffer_records"]["kernel_dispatch"]:
         span = (d["start_timestamp"], d["end_timestamp"])
         (comm if names[d["dispatch_info"]["kernel_id"]].startswith("nccl") else compute).append(span)
-    c, k = _union(comm), _union(compute)
+    c, k = union(comm), union(compute)
     comm_ns = sum(e - s for s, e in c)
-    expected = 100 * _intersection_length(c, k) / comm_ns
+    expected = 100 * intersection_length(c, k) / comm_ns
     whole = analyze(classified(read_rocprofv3(data, "x"))).ranks[0]
     assert whole.comm_ns == comm_ns
     assert whole.overlap_pct == pytest.approx(expected, abs=0.01)

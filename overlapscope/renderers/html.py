@@ -443,13 +443,19 @@ def _history(report: Report, figures: list[tuple[str, dict[str, Any]]]) -> str:
 def _definitions() -> str:
     return (
         '<section id="definitions"><h2>Definitions</h2><ul>'
-        "<li><b>comm</b>: NCCL/RCCL and custom all-reduce, DeepEP, NVSHMEM kernels (and configured patterns); "
-        "<b>compute</b>: every other kernel; memcpy and memset are neither.</li>"
+        "<li><b>comm</b>: kernels of a communication family (NCCL/RCCL, PyTorch symmetric memory, DeepEP, NVSHMEM, "
+        "mori, custom all-reduces of vLLM/SGLang/TensorRT-LLM/aiter, MSCCL++, userbuffers) or of a configured "
+        "pattern; <b>fused</b>: communication inside a compute kernel, counted as neither; <b>compute</b>: every "
+        "other kernel; memcpy and memset are neither (peer copies are comm with --copy-comm).</li>"
         "<li><b>Overlap</b> of a scope on a rank: C = union of the scope's comm kernels, K = union of all compute "
         "kernels of the rank (every stream, any scope); overlap = |C ∩ K| / |C|, <b>comm hidden</b> = |C ∩ K|, "
         "<b>comm exposed</b> = |C \\ K|. With |C| = 0 it is not applicable (n/a), never 0 or 100.</li>"
-        "<li><b>Region</b>: host ranges (NVTX, record_function) whose name matches the regex; a kernel belongs to it "
-        "when the host call that launched it starts inside one of them on the same thread.</li>"
+        "<li><b>Region</b>: host ranges (NVTX, ROCTx, record_function) whose name matches the regex; a kernel belongs "
+        "to it when the host call that launched it starts inside one of them <em>on the same thread</em>. A "
+        "<b>profiler step</b> is a window of the whole process: a launch from any of its threads belongs to it.</li>"
+        "<li><b>Races</b>: <em>manifest</em> when the two accesses overlapped in time or ran against the order the "
+        "host issued them; <em>latent</em> when they ran in issue order without overlapping; <em>not checked</em> "
+        "when no memory access is known.</li>"
         "<li>Times are exact nanoseconds; the timelines show microseconds since the run's first event.</li>"
         "</ul></section>")
 

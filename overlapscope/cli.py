@@ -89,14 +89,6 @@ def with_progress(fn: Callable[..., T], paths: list[Path], *args: Any, **kwargs:
         return call(fn, paths, *args, on_progress=on_progress, **kwargs)
 
 
-def write_text(path: Path, text: str) -> None:
-    """A report file for CI; a file that cannot be written is bad input."""
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise BadInput(path, f"cannot write: {e.strerror}") from None
-
-
 def warn(lines: list[str] | tuple[str, ...], what: str = "warning") -> None:
     """Lines on stderr, out of the way of --json on stdout."""
     from .renderers.format import plain
@@ -220,7 +212,7 @@ def gate(
                            exclude_kernels=exclude_kernel or [], presets=preset or [])
     for path, write in ((junit, gate_junit), (markdown, gate_markdown)):
         if path is not None:
-            call(write_text, path, write(result))
+            call(commands.write_text, path, write(result))
     render(result)
     raise typer.Exit(0 if result.passed else EXIT_FINDINGS)
 
@@ -248,7 +240,7 @@ def diff(
     result = call(commands.diff, before, after, region or [], comm_pattern or [], exclude_kernel or [], preset or [],
                   top=top, html=html)
     if markdown is not None:
-        call(write_text, markdown, render_diff_markdown(result))
+        call(commands.write_text, markdown, render_diff_markdown(result))
     render(result, "json" if json else "console")
     reasons = result.regressions(fail_on_regression, fail_on_new_races)
     warn(reasons, "regression")

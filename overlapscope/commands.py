@@ -156,11 +156,12 @@ def diff(before: Path, after: Path, regions: Sequence[str] = (), comm_patterns: 
     if html is not None:
         from .renderers.diff_html import render_diff_html
 
-        _write(html, render_diff_html(result, *traces))
+        write_text(html, render_diff_html(result, *traces))
     return result
 
 
-def _write(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
+    """A file the user asked for (a page, a CI report); one that cannot be written is bad input."""
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as e:

@@ -21,7 +21,7 @@ from . import intervals as iv
 from .trace.links import host_ranges, launch_points, launched_inside, steps_of
 from .trace.model import Trace
 from .trace.names import compile_all, names_matching
-from .trace.taxonomy import looks_like_comm, suggested_pattern
+from .trace.taxonomy import SUSPECT, suggested_pattern
 
 
 def percent(part_ns: int, whole_ns: int) -> float | None:
@@ -224,17 +224,19 @@ class Analysis:
         return {name: [_row_dict(r) for r in getattr(self, name)] for name in _ROW_LISTS}
 
 
-def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = (), top: int = DEFAULT_TOP) -> Analysis:
+def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = (), top: int = DEFAULT_TOP,
+            attribution: Any = None) -> Analysis:
     """The overlap table of a run: whole trace per rank, each region regex, each profiler step
     (and, with regions, each region within each step), communication per family and the kernels
-    that look like communication but are counted as compute."""
+    that look like communication but are counted as compute. `attribution`: the trace's
+    attribution.attribute(), when the caller needs it too (it is computed otherwise)."""
     patterns = compile_regions(regions)
     launch = launch_points(trace)
     step_of = steps_of(trace, launch)
     ops = trace.gpu_ops
     op_class = ops["op_class"].to_numpy()
     out = Analysis(top=top)
-    _attributed(trace, out)
+    _attributed(trace, out, attribution)
     for info in trace.ranks:
         mine = (ops["rank"] == info.rank).to_numpy()
         comm = mine & (op_class == "comm")
@@ -260,11 +262,13 @@ def analyze(trace: Trace, regions: list[str] | tuple[str, ...] = (), top: int = 
     return out
 
 
-def _attributed(trace: Trace, out: Analysis) -> None:
-    """The worst exposed instances and the worst nodes of each rank's exposed tree."""
-    from .attribution import attribute
+def _attributed(trace: Trace, out: Analysis, found: Any = None) -> None:
+    """The worst exposed instances and the worst nodes of each rank's exposed tree (from `found`,
+    an attribution.Attribution of this trace, when the caller already has one)."""
+    if found is None:
+        from .attribution import attribute
 
-    found = attribute(trace)
+        found = attribute(trace)
     out.exposed = [ExposedRow(**{k: _plain(v) for k, v in row.items()})
                    for row in found.worst(out.top)[list(ExposedRow.__dataclass_fields__)].to_dict("records")]
     paths = found.by_path()
@@ -326,15 +330,14 @@ def _family_rows(rank: int, ops: pd.DataFrame, mine: np.ndarray) -> list[FamilyR
 def _suspect_rows(rank: int, ops: pd.DataFrame, compute: np.ndarray) -> list[SuspectRow]:
     """Compute kernels whose names look like communication: each distinct name tested once."""
     names = ops["name"].cat
-    suspect = np.fromiter((looks_like_comm(str(n)) for n in names.categories), bool, len(names.categories))
     codes = names.codes.to_numpy()
-    hit = compute & (codes >= 0)
-    hit[hit] = suspect[codes[hit]]
+    hit = compute & names_matching(ops["name"], SUSPECT)
     if not hit.any():
         return []
-    durations = ops["end"].to_numpy()[hit] - ops["start"].to_numpy()[hit]
-    counts = np.bincount(codes[hit], minlength=len(suspect))
-    rows = [SuspectRow(rank, str(names.categories[c]), int(counts[c]), int(durations[codes[hit] == c].sum()),
+    counts = np.bincount(codes[hit], minlength=len(names.categories))
+    times = np.zeros(len(names.categories), dtype=np.int64)  # exact ns: no float weights
+    np.add.at(times, codes[hit], ops["end"].to_numpy()[hit] - ops["start"].to_numpy()[hit])
+    rows = [SuspectRow(rank, str(names.categories[c]), int(counts[c]), int(times[c]),
                        suggested_pattern(str(names.categories[c]))) for c in np.flatnonzero(counts)]
     return sorted(rows, key=lambda r: -r.time_ns)
 

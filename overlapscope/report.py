@@ -184,8 +184,8 @@ def build_report(trace: Trace, regions: list[str] | tuple[str, ...] = (), races:
         from .races import check_races
 
         races = check_races(trace)
-    analysis = analyze(trace, regions)
     attribution = attribute(trace)
+    analysis = analyze(trace, regions, attribution=attribution)
     origin = _origin(trace)
     launch = launch_points(trace)
     step_of = steps_of(trace, launch)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .model import OP_CLASSES, Trace
-from .names import compile_all, distinct_matching
+from .names import compile_all, names_matching
 from .taxonomy import FAMILIES, families_of, family_pattern
 
 USER_FAMILY = "user pattern"
@@ -47,15 +47,8 @@ def without_kernels(trace: Trace, patterns: Iterable[str]) -> Trace:
     if not compiled or not len(trace.gpu_ops):
         return trace
     ops = trace.gpu_ops
-    drop = (ops["kind"].to_numpy() == "kernel") & distinct_hits(ops["name"], compiled)
+    drop = (ops["kind"].to_numpy() == "kernel") & names_matching(ops["name"], compiled)
     return dataclasses.replace(trace, gpu_ops=ops[~drop].reset_index(drop=True)) if drop.any() else trace
-
-
-def distinct_hits(names: pd.Series, patterns: list[re.Pattern[str]]) -> np.ndarray:
-    """Rows whose name any of `patterns` matches, each distinct name tested once."""
-    hit = distinct_matching(names.cat.categories, patterns)
-    codes = names.cat.codes.to_numpy()
-    return np.where(codes >= 0, hit[np.clip(codes, 0, None)] if hit.size else False, False)
 
 
 def classify_ops(gpu_ops: pd.DataFrame, user_patterns: Iterable[str] = (),

@@ -9,6 +9,7 @@ Trace files and a run.json manifest).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import re
@@ -67,6 +68,12 @@ class RunFiles:
     manifests: list[_File]
     execution_traces: list[_File]
     notes: list[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def manifest(self) -> dict | None:
+        """The run's run.json, read once (the pipeline needs its exclusions before the tasks, the
+        run's facts after them)."""
+        return _read_manifest(self.manifests)
 
 
 def rank_from_name(path: Path) -> int | None:
@@ -169,7 +176,7 @@ def with_forced_rank(trace: Trace, f: TraceFile) -> Trace:
 
 def run_exclusions(run: RunFiles) -> list[str]:
     """Kernels the run's own manifest says to leave out (`exclude_kernels` in run.json: pacing)."""
-    manifest = _read_manifest(run.manifests) or {}
+    manifest = run.manifest or {}
     patterns = manifest.get("exclude_kernels") or []
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise BadInput(run.manifests[0].path, "exclude_kernels must be a list of regular expressions")
@@ -180,7 +187,7 @@ def run_facts(run: RunFiles, ranks: list[RankInfo]) -> Trace:
     """The run without its events: ranks (checked to be unique), manifest and Execution Traces."""
     _check_unique_ranks(ranks)
     ranks = sorted(ranks, key=lambda r: r.rank)
-    return dataclasses.replace(Trace.empty(ranks), manifest=_read_manifest(run.manifests), notes=tuple(run.notes),
+    return dataclasses.replace(Trace.empty(ranks), manifest=run.manifest, notes=tuple(run.notes),
                                execution_traces=_match_execution_traces(run.execution_traces, ranks))
 
 

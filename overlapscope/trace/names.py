@@ -26,12 +26,13 @@ def compile_all(texts: Iterable[str], parameter: str) -> list[re.Pattern[str]]:
     return [compile_regex(t, parameter) for t in texts]
 
 
-def names_matching(names: pd.Series | pd.Categorical, pattern: re.Pattern[str]) -> np.ndarray:
-    """Boolean mask: the rows whose name matches `pattern`; a missing name never matches."""
+def names_matching(names: pd.Series | pd.Categorical,
+                   pattern: re.Pattern[str] | list[re.Pattern[str]]) -> np.ndarray:
+    """Boolean mask: the rows whose name matches `pattern` (or any of a list of patterns); a
+    missing name never matches."""
     cat = names.cat if isinstance(names, pd.Series) else names
-    categories = cat.categories
     codes = np.asarray(cat.codes)
-    hit = np.fromiter((bool(pattern.search(str(c))) for c in categories), dtype=bool, count=len(categories))
+    hit = distinct_matching(cat.categories, pattern if isinstance(pattern, list) else [pattern])
     if not hit.size:
         return np.zeros(codes.size, dtype=bool)
     return np.where(codes >= 0, hit[np.clip(codes, 0, None)], False)

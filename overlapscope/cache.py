@@ -98,6 +98,8 @@ class TraceCache:
             return None
         try:
             return _read_entry(entry, key, source)
+        # any failure reading an entry means a damaged entry (NotImplementedError is what pyarrow
+        # raises for an unreadable Parquet type, not a stub): drop it, and the file is read again
         except (_Invalid, OSError, ValueError, KeyError, TypeError, IndexError, NotImplementedError):
             shutil.rmtree(entry, ignore_errors=True)
             return None
